@@ -1,0 +1,5 @@
+import sys
+
+from brix.cli import main
+
+sys.exit(main())

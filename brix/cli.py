@@ -1,0 +1,170 @@
+"""The `brix` command line: one argparse parser with a subcommand per component.
+
+Each component package owns a light `cli.py` that only declares flags (it must not import
+heavy modules such as grpc or ortools at import time) and exposes `COMMANDS`, a list of
+`brix.commands.Command`. The list of component CLIs below is the one place that says what
+exists — no import-time registration magic.
+
+Every flag can also come from the environment: `--metrics-port` reads `BRIX_METRICS_PORT`.
+A flag given on the command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from brix import __version__
+from brix.commands import Command, UsageError
+
+# Component CLIs, in the order `brix --help` lists them.
+COMPONENT_CLIS = (
+    "brix.up_cli",
+    "scheduler_ext.cli",
+    "deviceplugin.cli",
+    "nvml_mock.cli",
+    "engine_mock.cli",
+    "gateway.cli",
+)
+
+ENV_PREFIX = "BRIX_"
+
+
+def load_commands() -> list[Command]:
+    commands: list[Command] = []
+    for module_name in COMPONENT_CLIS:
+        module = importlib.import_module(module_name)
+        commands.extend(module.COMMANDS)
+    return commands
+
+
+def env_var_for(dest: str) -> str:
+    return ENV_PREFIX + dest.upper().replace("-", "_")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that ends every usage error with where to look for the right flags (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\nRun '{self.prog} --help' to see every flag and its default.\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every flag's default and its environment variable."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.dest not in ("help", "version"):
+            if "%(default)" not in text and action.default is not argparse.SUPPRESS:
+                text += " (default: %(default)s)"
+            text += f" [env {env_var_for(action.dest)}]"
+        return text
+
+
+def _apply_env_defaults(parser: argparse.ArgumentParser, environ: os._Environ[str] | dict[str, str]) -> None:
+    """Turn BRIX_<FLAG> environment variables into parser defaults, validated like flags."""
+    for action in parser._actions:  # argparse has no public accessor for its actions
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        name = env_var_for(action.dest)
+        if name not in environ:
+            continue
+        raw = environ[name]
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            truthy = raw.strip().lower() in ("1", "true", "yes", "on")
+            falsy = raw.strip().lower() in ("0", "false", "no", "off", "")
+            if not (truthy or falsy):
+                parser.error(f"environment variable {name}={raw!r} is not a boolean; use true or false")
+            value: object = truthy if isinstance(action, argparse._StoreTrueAction) else not truthy
+        elif isinstance(action, argparse._AppendAction) or action.nargs in ("*", "+"):
+            parts = [p for p in raw.split(",") if p.strip()]
+            value = [_convert(parser, action, name, p.strip()) for p in parts]
+        else:
+            value = _convert(parser, action, name, raw)
+        action.default = value
+        action.required = False
+
+
+def _convert(parser: argparse.ArgumentParser, action: argparse.Action, name: str, raw: str) -> object:
+    converter = action.type or str
+    try:
+        value = converter(raw)  # type: ignore[operator]
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+        parser.error(f"environment variable {name}={raw!r} is invalid for {action.option_strings[0]}: {exc}")
+    if action.choices is not None and value not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        parser.error(f"environment variable {name}={raw!r} is not one of: {choices}")
+    return value
+
+
+def build_parser(commands: Sequence[Command] | None = None) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    commands = list(commands) if commands is not None else load_commands()
+    parser = _Parser(
+        prog="brix",
+        description=(
+            "Brix: Kubernetes extensions for cheap, fast LLM inference on GPU clusters, "
+            "and a local mock-GPU cluster (`brix up`) that runs all of it on loopback.\n"
+            "Every flag can also be set with an environment variable BRIX_<FLAG>, "
+            "for example BRIX_METRICS_PORT=9400."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"brix {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
+    by_name: dict[str, Command] = {}
+    version_parser = sub.add_parser("version", help="print the Brix version and exit")
+    version_parser.set_defaults(_command="version")
+    for command in commands:
+        child = sub.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description or command.help,
+            formatter_class=_HelpFormatter,
+        )
+        command.add_arguments(child)
+        child.set_defaults(_command=command.name)
+        by_name[command.name] = command
+    return parser, by_name
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, by_name = build_parser()
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # Env defaults must be applied to the chosen subparser before it parses its flags.
+    children = _subparsers(parser)
+    if args_list and args_list[0] in children:
+        _apply_env_defaults(children[args_list[0]], os.environ)
+    args, unknown = parser.parse_known_args(args_list)
+    if unknown:
+        chosen_parser = children.get(args_list[0]) if args_list else None
+        (chosen_parser or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    chosen = getattr(args, "_command", None)
+    if chosen is None:
+        parser.print_help()
+        return 2
+    if chosen == "version":
+        print(f"brix {__version__}")
+        return 0
+    command = by_name[chosen]
+    try:
+        return int(command.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except UsageError as exc:
+        print(f"brix {chosen}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The local mock-GPU cluster (being assembled as components land)."""

@@ -1,0 +1,1 @@
+"""deviceplugin: see README.md."""

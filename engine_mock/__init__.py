@@ -1,0 +1,1 @@
+"""engine_mock: see README.md."""

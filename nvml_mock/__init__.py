@@ -1,0 +1,1 @@
+"""nvml_mock: see README.md."""

@@ -1,0 +1,5 @@
+"""`brix` subcommands of scheduler_ext (flags only; heavy imports happen inside run)."""
+
+from brix.commands import Command
+
+COMMANDS: list[Command] = []

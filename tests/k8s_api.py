@@ -1,0 +1,1 @@
+"""kmock-based Kubernetes API fixture (being written: see issue 2)."""
