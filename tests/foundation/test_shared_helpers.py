@@ -1,0 +1,66 @@
+"""brix.tokenizer, brix.prefix, brix.logs and brix.procs: the helpers every component shares."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from brix import logs, procs
+from brix.prefix import block_hashes
+from brix.tokenizer import count_tokens, token_ids, tokenize
+
+
+def test_tokenizer_splits_words_into_short_pieces_with_leading_space() -> None:
+    assert tokenize("Hello, world") == ["Hell", "o", ",", " worl", "d"]
+    assert count_tokens("Hello, world") == 5
+
+
+@given(st.text(max_size=200))
+def test_tokens_rejoin_to_the_text_and_ids_are_stable(text: str) -> None:
+    assert "".join(tokenize(text)) == text
+    assert token_ids(text) == token_ids(text)
+    assert len(token_ids(text)) == count_tokens(text)
+
+
+def test_prefix_hashes_match_exactly_on_shared_full_blocks() -> None:
+    a = list(range(40))
+    b = list(range(32)) + [999] * 8
+    ha, hb = block_hashes(a, 16), block_hashes(b, 16)
+    assert len(ha) == 2 and len(hb) == 2  # the 8-token tail is not a full block
+    assert ha[:2] == hb[:2]
+    c = [7] + list(range(1, 40))  # differs in the first token: every chained hash differs
+    assert not set(block_hashes(c, 16)) & set(ha)
+    with pytest.raises(ValueError, match="block_size must be positive"):
+        block_hashes(a, 0)
+
+
+def test_key_value_log_lines_quote_what_needs_quoting() -> None:
+    record = logging.LogRecord("brix.test", logging.WARNING, __file__, 1, "gpu unhealthy", None, None)
+    record.fields = {"gpu": "GPU-1", "reason": "xid 79 fell off the bus"}
+    line = logs.KeyValueFormatter().format(record)
+    assert "level=warning" in line and "gpu=GPU-1" in line and 'reason="xid 79 fell off the bus"' in line
+    assert json.loads(logs.JsonFormatter().format(record))["reason"] == "xid 79 fell off the bus"
+
+
+def test_process_that_dies_early_reports_its_log(tmp_path: Path) -> None:
+    proc = procs.start("crasher", [sys.executable, "-c", "print('boom: bad config'); raise SystemExit(3)"],
+                       tmp_path / "c.log", ready_url="http://127.0.0.1:1/healthz")
+    with pytest.raises(procs.ProcessFailed, match="boom: bad config"):
+        proc.wait_ready(10)
+    assert proc.stop() == 3
+
+
+def test_process_is_stopped_by_pid(tmp_path: Path) -> None:
+    port = procs.free_port()
+    proc = procs.start("http", [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                       tmp_path / "h.log", ready_url=f"http://127.0.0.1:{port}/")
+    proc.wait_ready(20)
+    assert proc.alive()
+    proc.stop()
+    assert not proc.alive()
