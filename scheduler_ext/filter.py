@@ -1,0 +1,82 @@
+"""Filter: which nodes can take the pod's GPUs now, and why the others cannot (pure).
+
+- never fits (FailedAndUnresolvableNodes, preemption will not help): the node has no such
+  resource, fewer allocatable GPUs in total than asked, or a GPU type the pod excludes;
+- does not fit now (FailedNodes): not enough free GPUs; preemption may help.
+A pod that asks for no managed resource passes through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from scheduler_ext.cache import NodeState
+from scheduler_ext.gpu import matches
+from scheduler_ext.model import FilterResult, PodRequest
+
+
+def allowed_type(allowed: frozenset[str] | None, state: NodeState) -> bool:
+    if allowed is None:
+        return True
+    return any(matches(t, state.gpus.names) for t in allowed)
+
+
+def never_fits(pod: PodRequest, state: NodeState, allowed: frozenset[str] | None) -> str | None:
+    """The reason the node can never take this pod, or None."""
+    alloc = state.gpus.allocatable
+    for res, need in pod.requests.items():
+        total = alloc.get(res)
+        if total is None:
+            return f"node has no {res}"
+        if total < need:
+            extra = f" ({state.gpus.unhealthy} unhealthy)" if state.gpus.unhealthy else ""
+            return f"needs {need} {res}, node has {total} in total{extra}"
+    if not allowed_type(allowed, state):
+        return (f"GPU type {state.gpus.gpu_type or 'unknown'} is not among the pod's allowed types "
+                f"({', '.join(sorted(allowed or ()))})")
+    return None
+
+
+def filter_nodes(pod: PodRequest, names: list[str], nodes: Mapping[str, NodeState],
+                 allowed: frozenset[str] | None) -> FilterResult:
+    if not pod.requests:
+        return FilterResult(node_names=list(names))
+    result = FilterResult()
+    passing = result.node_names
+    failed = result.failed
+    unresolvable = result.unresolvable
+    get = nodes.get
+    if len(pod.requests) == 1 and allowed is None:
+        # the common case, kept tight: one resource, any GPU type
+        ((res, need),) = pod.requests.items()
+        for name in names:
+            state = get(name)
+            if state is None:
+                failed[name] = "node is not in the extender's cache yet"
+                continue
+            total = state.gpus.allocatable.get(res)
+            if total is not None and total >= need:
+                free = total - state.used.get(res, 0)
+                if free >= need:
+                    passing.append(name)
+                else:
+                    failed[name] = f"needs {need} {res}, {free} free"
+            else:
+                unresolvable[name] = never_fits(pod, state, None) or "no fit"
+        return result
+    for name in names:
+        state = get(name)
+        if state is None:
+            failed[name] = "node is not in the extender's cache yet"
+            continue
+        reason = never_fits(pod, state, allowed)
+        if reason is not None:
+            unresolvable[name] = reason
+            continue
+        short = [f"needs {need} {res}, {state.free(res)} free" for res, need in pod.requests.items()
+                 if state.free(res) < need]
+        if short:
+            failed[name] = "; ".join(short)
+        else:
+            passing.append(name)
+    return result

@@ -1,0 +1,48 @@
+"""Standalone mode: v1 Node objects (and optionally bound Pods) from a YAML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class NodesFileError(ValueError):
+    """The --nodes file is unreadable or holds something other than Nodes and Pods."""
+
+
+def load(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(nodes, pods) from a `kind: List` / `NodeList` or a multi-document YAML file.
+
+    Pods with spec.nodeName count as already using their GPUs (handy for fixtures).
+    """
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except OSError as exc:
+        raise NodesFileError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise NodesFileError(f"{path}: not valid YAML: {exc}") from None
+    items: list[Any] = []
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") in ("List", "NodeList", "PodList"):
+            items.extend(doc.get("items") or [])
+        else:
+            items.append(doc)
+    nodes, pods = [], []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise NodesFileError(f"{path}: item {i} is not an object")
+        kind = item.get("kind", "Node")
+        name = (item.get("metadata") or {}).get("name")
+        if not isinstance(name, str) or not name:
+            raise NodesFileError(f"{path}: item {i} ({kind}) has no metadata.name")
+        if kind == "Node":
+            nodes.append(item)
+        elif kind == "Pod":
+            pods.append(item)
+        else:
+            raise NodesFileError(f"{path}: item {i} ({name}) is a {kind}; only Node and Pod objects are read")
+    if not nodes:
+        raise NodesFileError(f"{path}: holds no Node objects")
+    return nodes, pods

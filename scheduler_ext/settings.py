@@ -1,0 +1,34 @@
+"""Typed settings of `brix scheduler-ext`, filled from flags / BRIX_ environment variables in cli.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from scheduler_ext.model import DEFAULT_RESOURCES
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    """Address to listen on; 0.0.0.0 inside a cluster."""
+    port: int = 8888
+    """HTTP(S) port kube-scheduler's urlPrefix points at."""
+    kubernetes: bool = False
+    """Kubernetes mode: informer on nodes and pods, /bind creates pods/binding."""
+    kubeconfig: str | None = None
+    """kubeconfig path for Kubernetes mode; in-cluster config, then ~/.kube/config when unset."""
+    nodes_file: Path | None = None
+    """Standalone mode: YAML of v1 Nodes (and optionally bound Pods)."""
+    profiles_dir: Path | None = None
+    """Folder of AIBrix-format GPU profiles (*.json) for the GPU-mix optimizer and the cost policy."""
+    workloads_file: Path | None = None
+    """Optional YAML/JSON list of workloads solved at start (same body as POST /v1/optimizer/workload)."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    default_policy: str = "binpack"
+    """Scoring policy when neither the pod annotation nor GPU-mix targets decide: binpack | spread."""
+    resources: tuple[str, ...] = DEFAULT_RESOURCES
+    """Extended resources the extender manages (GPUs, NPUs)."""
+    log_level: str = "info"
+    log_format: str = "kv"

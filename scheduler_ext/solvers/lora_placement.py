@@ -1,0 +1,206 @@
+"""LoRA placement (CP-SAT): which engine pods load which adapters (pure).
+
+Given engine pods (LoRA slots, adapter memory in MiB), adapters (size in MiB, request rate,
+minimum replicas) and the current placement, choose x[a][p] (adapter a loaded on pod p) so that
+
+- every adapter with demand (rate > 0) has at least max(min_replicas, 1) replicas, and an
+  adapter without demand has at least its min_replicas; none has more than
+  max(required, current replicas) (growth is the autoscaler's call, not the planner's);
+- per pod: loaded adapters <= slots and their sizes <= memory;
+- the busiest pod's load is low, where an adapter adds rate / required replicas to each pod that
+  loads it (a conservative per-replica share), and few load/unload moves are made:
+
+    minimise  move_cost * moves + max_load      (loads in units of 0.01 req/s)
+
+  `move_cost_rps` says how many req/s of peak-load reduction one move is worth (default 1.0).
+
+Deterministic for a given seed (one worker); `time_limit_s` bounds the search and the answer says
+whether it was proven optimal.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+SCALE = 100  # load units per req/s
+
+
+@dataclass(frozen=True)
+class EnginePod:
+    name: str
+    slots: int
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    size_mib: int
+    rate: float = 0.0
+    min_replicas: int = 0
+
+
+@dataclass(frozen=True)
+class Problem:
+    pods: list[EnginePod]
+    adapters: list[Adapter]
+    current: dict[str, list[str]] = field(default_factory=dict)  # pod -> adapters loaded now
+    move_cost_rps: float = 1.0
+    time_limit_s: float = 10.0
+    seed: int = 0
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    feasible: bool
+    placement: dict[str, list[str]]  # pod -> adapters after the plan
+    loads: list[tuple[str, str]]  # (adapter, pod) to load
+    unloads: list[tuple[str, str]]  # (adapter, pod) to unload
+    max_load: float  # req/s on the busiest pod (per the share model)
+    optimal: bool
+    solve_ms: float
+    reason: str = ""
+
+    @property
+    def moves(self) -> int:
+        return len(self.loads) + len(self.unloads)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "feasible": self.feasible, "optimal": self.optimal, "reason": self.reason,
+            "placement": self.placement,
+            "load": [{"adapter": a, "pod": p} for a, p in self.loads],
+            "unload": [{"adapter": a, "pod": p} for a, p in self.unloads],
+            "moves": self.moves, "max_load_rps": round(self.max_load, 4), "solve_ms": round(self.solve_ms, 2),
+        }
+
+
+class ProblemError(ValueError):
+    """The state is malformed (unknown names, negative sizes)."""
+
+
+def required(adapter: Adapter) -> int:
+    return max(adapter.min_replicas, 1) if adapter.rate > 0 else adapter.min_replicas
+
+
+def share(adapter: Adapter) -> int:
+    """Load units an adapter adds to each pod that loads it."""
+    need = required(adapter)
+    return round(adapter.rate * SCALE / need) if need else 0
+
+
+def validate(problem: Problem) -> None:
+    pods = {p.name for p in problem.pods}
+    adapters = {a.name for a in problem.adapters}
+    if len(pods) != len(problem.pods) or len(adapters) != len(problem.adapters):
+        raise ProblemError("pod and adapter names must be unique")
+    for p in problem.pods:
+        if p.slots < 0 or p.memory_mib < 0:
+            raise ProblemError(f"pod {p.name}: slots and memory_mib must be >= 0")
+    for a in problem.adapters:
+        if a.size_mib < 0 or a.rate < 0 or a.min_replicas < 0:
+            raise ProblemError(f"adapter {a.name}: size_mib, rate and min_replicas must be >= 0")
+    for pod, names in problem.current.items():
+        if pod not in pods:
+            raise ProblemError(f"current placement names pod {pod!r}, which is not in pods")
+        for name in names:
+            if name not in adapters:
+                raise ProblemError(f"current placement of pod {pod!r} names adapter {name!r}, which is not in adapters")
+
+
+def solve(problem: Problem) -> Plan:
+    from ortools.sat.python import cp_model
+
+    validate(problem)
+    started = time.perf_counter()
+    current = {(a, p) for p, names in problem.current.items() for a in names}
+    cur_count = {a.name: 0 for a in problem.adapters}
+    for a, _ in current:
+        cur_count[a] += 1
+    for a in problem.adapters:
+        if required(a) > len(problem.pods):
+            return _infeasible(started, f"adapter {a.name} needs {required(a)} replicas but there are only "
+                                        f"{len(problem.pods)} pods")
+        if required(a) and not any(p.memory_mib >= a.size_mib and p.slots > 0 for p in problem.pods):
+            return _infeasible(started, f"adapter {a.name} ({a.size_mib} MiB) fits on no pod")
+    model = cp_model.CpModel()
+    x: dict[tuple[str, str], cp_model.IntVar] = {}
+    for a in problem.adapters:
+        for p in problem.pods:
+            if a.size_mib <= p.memory_mib and p.slots > 0:
+                x[(a.name, p.name)] = model.NewBoolVar(f"x[{a.name},{p.name}]")
+    by_adapter: dict[str, list[cp_model.IntVar]] = {a.name: [] for a in problem.adapters}
+    by_pod: dict[str, list[tuple[Adapter, cp_model.IntVar]]] = {p.name: [] for p in problem.pods}
+    adapters = {a.name: a for a in problem.adapters}
+    for (a, p), var in x.items():
+        by_adapter[a].append(var)
+        by_pod[p].append((adapters[a], var))
+    for a in problem.adapters:
+        need = required(a)
+        model.Add(sum(by_adapter[a.name]) >= need)
+        model.Add(sum(by_adapter[a.name]) <= max(need, cur_count[a.name]))
+    max_share = sum(sorted((share(a) for a in problem.adapters), reverse=True)[:max(p.slots for p in problem.pods)]) \
+        if problem.pods else 0
+    peak = model.NewIntVar(0, max_share, "max_load")
+    for p in problem.pods:
+        items = by_pod[p.name]
+        if not items:
+            continue
+        model.Add(sum(v for _, v in items) <= p.slots)
+        model.Add(sum(a.size_mib * v for a, v in items) <= p.memory_mib)
+        loaded = [(share(a), v) for a, v in items if share(a)]
+        if loaded:
+            model.Add(sum(s * v for s, v in loaded) <= peak)
+    moves = [(1 - var) if key in current else var for key, var in x.items()]
+    move_cost = max(1, round(problem.move_cost_rps * SCALE))
+    model.Minimize(move_cost * sum(moves) + peak)
+    for key in current:
+        if key in x:
+            model.AddHint(x[key], 1)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = problem.time_limit_s
+    solver.parameters.random_seed = problem.seed
+    solver.parameters.num_workers = problem.workers
+    status = solver.Solve(model)
+    elapsed = (time.perf_counter() - started) * 1000.0
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        why = ("no placement satisfies slots, memory and minimum replicas" if status == cp_model.INFEASIBLE
+               else f"no placement found within {problem.time_limit_s}s")
+        return _infeasible(started, why)
+    placement: dict[str, list[str]] = {p.name: [] for p in problem.pods}
+    chosen = set()
+    for (a, p), var in x.items():
+        if solver.Value(var):
+            placement[p].append(a)
+            chosen.add((a, p))
+    loads = sorted(chosen - current)
+    unloads = sorted(current - chosen)
+    return Plan(True, placement, loads, unloads, solver.Value(peak) / SCALE, status == cp_model.OPTIMAL, elapsed)
+
+
+def _infeasible(started: float, reason: str) -> Plan:
+    return Plan(False, {}, [], [], 0.0, False, (time.perf_counter() - started) * 1000.0, reason)
+
+
+def problem_from_doc(doc: object, where: str = "state") -> Problem:
+    """The `brix lora-plan --state` JSON/YAML document -> Problem (see scheduler_ext/README.md)."""
+    if not isinstance(doc, dict):
+        raise ProblemError(f"{where}: expected an object with pods, adapters and current")
+    try:
+        pods = [EnginePod(str(p["name"]), int(p.get("slots", 1)), int(p.get("memory_mib", 0)))
+                for p in doc.get("pods") or []]
+        adapters = [Adapter(str(a["name"]), int(a.get("size_mib", 0)), float(a.get("rate", 0.0)),
+                            int(a.get("min_replicas", 0))) for a in doc.get("adapters") or []]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProblemError(f"{where}: bad pod or adapter entry ({exc!r}); each needs a name, "
+                           "pods take slots and memory_mib, adapters size_mib, rate, min_replicas") from None
+    current = doc.get("current") or {}
+    if not isinstance(current, dict) or not all(isinstance(v, list) for v in current.values()):
+        raise ProblemError(f"{where}: current must map pod name -> list of adapter names")
+    opts = doc.get("options") or {}
+    return Problem(pods, adapters, {str(k): [str(x) for x in v] for k, v in current.items()},
+                   move_cost_rps=float(opts.get("move_cost_rps", 1.0)),
+                   time_limit_s=float(opts.get("time_limit_s", 10.0)), seed=int(opts.get("seed", 0)),
+                   workers=int(opts.get("workers", 1)))
