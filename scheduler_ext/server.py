@@ -106,6 +106,8 @@ class Extender:
         names, states = self._nodes_for(args)
         try:
             pod, allowed, _slo, _policy = self._pod_and_rules(args.pod_raw)
+        except WireError:
+            raise
         except ValueError as exc:  # a bad annotation: the pod can go nowhere until it is fixed
             result = FilterResult(unresolvable={n: str(exc) for n in names})
             return filter_result_json(result, [] if args.nodes is not None else None)
@@ -122,6 +124,8 @@ class Extender:
         names, states = self._nodes_for(args)
         try:
             pod, _allowed, slo, policy = self._pod_and_rules(args.pod_raw)
+        except WireError:
+            raise
         except ValueError:
             return encode_scores(names, [0] * len(names), states)
         cost = None
