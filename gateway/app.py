@@ -1,0 +1,106 @@
+"""`run(settings)`: build the gateway from settings and serve until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from brix.commands import UsageError
+from brix.logs import kv
+from gateway.apikeys import KeyBook, load_keys
+from gateway.config import GatewayConfig, load_config
+from gateway.ratelimit import MemoryStore, RedisStore
+from gateway.router import Router
+from gateway.routing.registry import register_builtin
+from gateway.server import Gateway, build_app, make_gateway
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def load_inputs(settings: Settings) -> tuple[GatewayConfig, KeyBook | None, Router]:
+    registry = register_builtin()
+    config = GatewayConfig()
+    if settings.config_path:
+        try:
+            config = load_config(settings.config_path, registry)
+        except ValueError as exc:
+            raise UsageError(f"--config: {exc}") from None
+    keys = None
+    if settings.api_keys_path:
+        try:
+            keys = load_keys(settings.api_keys_path)
+        except ValueError as exc:
+            raise UsageError(f"--api-keys-file: {exc}") from None
+    return config, keys, Router(registry, config)
+
+
+def make_discovery(settings: Settings):  # type: ignore[no-untyped-def]
+    if settings.kubernetes:
+        from kubernetes import client
+        from kubernetes import config as kconfig
+
+        from gateway.k8s_discovery import KubernetesDiscovery
+
+        try:
+            if settings.kubeconfig:
+                kconfig.load_kube_config(settings.kubeconfig)
+            else:
+                try:
+                    kconfig.load_incluster_config()
+                except kconfig.ConfigException:
+                    kconfig.load_kube_config()
+        except Exception as exc:  # noqa: BLE001 - any config failure is a usage problem here
+            raise UsageError(f"--kubernetes: cannot load Kubernetes credentials ({exc}); set --kubeconfig or run "
+                             "in a pod with a service account") from None
+        return KubernetesDiscovery(client.ApiClient(), settings.namespace)
+    from gateway.discovery import StaticDiscovery
+
+    return StaticDiscovery(list(settings.endpoints))
+
+
+async def serve(settings: Settings, gw: Gateway, discovery, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+    app = build_app(gw, discovery)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=2048, reuse_address=True)
+    await site.start()
+    kv(log, "gateway listening", host=settings.host, port=settings.port,
+       mode="kubernetes" if settings.kubernetes else "static", endpoints=len(settings.endpoints),
+       default_strategy=gw.router.config.default_strategy,
+       api_keys=len(gw.admission.keys) if gw.admission.keys else 0,
+       rate_limits="redis" if settings.redis_url else "memory")
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def amain(settings: Settings) -> int:
+    config, keys, router = load_inputs(settings)
+    if settings.redis_url:
+        store = RedisStore(settings.redis_url)
+        try:
+            await store.ping()
+        except Exception as exc:  # noqa: BLE001
+            await store.close()
+            raise UsageError(f"--redis {settings.redis_url.split('@')[-1]}: cannot reach Redis ({exc})") from None
+    else:
+        store = MemoryStore()
+        if keys is not None or any(m.rps for m in config.models.values()):
+            kv(log, "no --redis: rate limits are kept in memory and are per gateway replica", logging.WARNING)
+    gw = make_gateway(settings, keys, store, router, {m: c.rps for m, c in config.models.items() if c.rps})
+    discovery = make_discovery(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(settings, gw, discovery, stop)
+    return 0
+
+
+def run(settings: Settings) -> int:
+    return asyncio.run(amain(settings))

@@ -1,0 +1,120 @@
+"""Kubernetes discovery: watch pods labelled model.brix.dev/name; Ready pods with an IP become
+endpoints http://<podIP>:<model.brix.dev/port or 8000>. The blocking watch of the official
+client runs in a worker thread and hands events to the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+from brix.logs import kv
+from gateway.store import EndpointStore
+
+log = logging.getLogger(__name__)
+
+MODEL_LABEL = "model.brix.dev/name"
+PORT_LABEL = "model.brix.dev/port"
+DEFAULT_PORT = 8000
+
+
+def pod_endpoint(pod: Any) -> tuple[str | None, bool]:
+    """(endpoint URL or None, ready) for a V1Pod (or the same shape as a dict, for tests)."""
+    meta, status = _get(pod, "metadata"), _get(pod, "status")
+    labels = _get(meta, "labels") or {}
+    ip = _get(status, "pod_ip") or _get(status, "podIP")
+    try:
+        port = int(labels.get(PORT_LABEL, DEFAULT_PORT))
+    except (TypeError, ValueError):
+        port = DEFAULT_PORT
+    if not ip:
+        return None, False
+    ready = False
+    for cond in _get(status, "conditions") or []:
+        if _get(cond, "type") == "Ready":
+            ready = _get(cond, "status") == "True"
+    if _get(meta, "deletion_timestamp") or _get(meta, "deletionTimestamp"):
+        ready = False
+    return f"http://{ip}:{port}", ready
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+class KubernetesDiscovery:
+    def __init__(self, api_client: Any, namespace: str | None, label_selector: str = MODEL_LABEL) -> None:
+        self.api_client = api_client
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pods: dict[str, str] = {}     # pod uid -> endpoint
+
+    async def start(self, store: EndpointStore) -> None:
+        loop = asyncio.get_running_loop()
+
+        def apply(kind: str, uid: str, endpoint: str | None, ready: bool) -> None:
+            old = self._pods.get(uid)
+            if kind == "DELETED" or endpoint is None:
+                if old:
+                    store.remove(old)
+                    self._pods.pop(uid, None)
+                    kv(log, "pod endpoint removed", endpoint=old)
+                return
+            if old and old != endpoint:
+                store.remove(old)
+            self._pods[uid] = endpoint
+            store.upsert(endpoint, ready)
+            kv(log, "pod endpoint", endpoint=endpoint, ready=ready, event=kind)
+
+        self._thread = threading.Thread(target=self._watch, args=(loop, apply), name="k8s-pod-watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, apply: Any) -> None:
+        from kubernetes import client, watch
+
+        api = client.CoreV1Api(self.api_client)
+        resource_version = None
+        while not self._stop.is_set():
+            try:
+                if resource_version is None:
+                    if self.namespace:
+                        pods = api.list_namespaced_pod(self.namespace, label_selector=self.label_selector)
+                    else:
+                        pods = api.list_pod_for_all_namespaces(label_selector=self.label_selector)
+                    for pod in pods.items:
+                        ep, ready = pod_endpoint(pod)
+                        loop.call_soon_threadsafe(apply, "ADDED", pod.metadata.uid, ep, ready)
+                    resource_version = pods.metadata.resource_version
+                w = watch.Watch()
+                kwargs: dict[str, Any] = {"label_selector": self.label_selector, "timeout_seconds": 5,
+                                          "resource_version": resource_version}
+                fn = api.list_namespaced_pod if self.namespace else api.list_pod_for_all_namespaces
+                args = (self.namespace,) if self.namespace else ()
+                for event in w.stream(fn, *args, **kwargs):
+                    if self._stop.is_set():
+                        w.stop()
+                        break
+                    pod = event["object"]
+                    ep, ready = pod_endpoint(pod)
+                    resource_version = pod.metadata.resource_version or resource_version
+                    loop.call_soon_threadsafe(apply, event["type"], pod.metadata.uid, ep, ready)
+            except Exception as exc:  # noqa: BLE001 - keep watching; the API may come back
+                if self._stop.is_set():
+                    break
+                status = getattr(exc, "status", None)
+                if status == 410:
+                    resource_version = None     # expired: relist
+                kv(log, "pod watch failed; retrying", logging.WARNING, error=type(exc).__name__, status=status)
+                resource_version = None
+                time.sleep(1.0)
+
+    async def stop(self) -> None:
+        self._stop.set()

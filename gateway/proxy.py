@@ -1,0 +1,118 @@
+"""Forwarding one request to an engine: retries on connect failure, streaming pass-through,
+timeouts, usage extraction. The body bytes go upstream unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from gateway.settings import TimeoutSettings
+from gateway.wire import error_body, find_usage
+
+log = logging.getLogger(__name__)
+
+# hop-by-hop and framing headers that must not be copied between connections
+_DROP_REQUEST = frozenset({"host", "content-length", "connection", "keep-alive", "transfer-encoding", "te",
+                           "upgrade", "proxy-authorization", "proxy-connection", "expect", "accept-encoding"})
+_KEEP_RESPONSE = ("Content-Type", "Cache-Control", "x-session-id")
+# errors raised before any response byte: the request can go to another endpoint
+RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+class UpstreamTimeout(Exception):
+    pass
+
+
+@dataclass
+class Outcome:
+    status: int = 0
+    ttft_s: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_known: bool = False
+    stream_events: int = 0
+    error: str = ""
+
+
+def upstream_headers(request: web.Request, request_id: str, strategy: str, drop_auth: bool) -> dict[str, str]:
+    """The client's headers minus hop-by-hop ones (and minus the gateway's own API key)."""
+    headers = {k: v for k, v in request.headers.items()
+               if k.lower() not in _DROP_REQUEST and not (drop_auth and k.lower() == "authorization")}
+    headers["x-request-id"] = request_id
+    headers["routing-strategy"] = strategy
+    return headers
+
+
+async def open_upstream(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
+                        timeouts: TimeoutSettings) -> aiohttp.ClientResponse:
+    """Send the request and wait for the response headers (first byte)."""
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s, connect=timeouts.connect_s)
+    try:
+        async with asyncio.timeout(timeouts.first_byte_s):
+            return await session.post(url, data=body, headers=headers, timeout=timeout, auto_decompress=False)
+    except TimeoutError:
+        raise UpstreamTimeout(f"no response from the engine within {timeouts.first_byte_s:g}s (first-byte timeout)") from None
+
+
+async def relay(request: web.Request, resp: aiohttp.ClientResponse, request_id: str, started: float,
+                timeouts: TimeoutSettings, extra_headers: dict[str, str]) -> tuple[web.StreamResponse, Outcome]:
+    """Copy the upstream response to the client as it arrives."""
+    out = Outcome(status=resp.status)
+    headers = {"x-request-id": request_id, **extra_headers}
+    for name in _KEEP_RESPONSE:
+        value = resp.headers.get(name)
+        if value is not None:
+            headers[name] = value
+    ctype = resp.headers.get("Content-Type", "")
+    if not ctype.startswith("text/event-stream"):
+        try:
+            async with asyncio.timeout(timeouts.first_byte_s):
+                data = await resp.read()
+        except TimeoutError:
+            raise UpstreamTimeout(f"the engine's response did not finish within {timeouts.first_byte_s:g}s") from None
+        out.ttft_s = time.monotonic() - started
+        usage = find_usage(data) if resp.status == 200 else None
+        if usage:
+            out.prompt_tokens, out.completion_tokens = usage
+            out.usage_known = True
+        return web.Response(body=data, status=resp.status, headers=headers), out
+
+    client = web.StreamResponse(status=resp.status, headers=headers)
+    await client.prepare(request)
+    tail = b""
+    content = resp.content
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(timeouts.first_byte_s if out.ttft_s is None else timeouts.idle_s):
+                    chunk = await content.readany()
+            except TimeoutError:
+                out.error = "idle stream timeout"
+                await client.write(b'data: ' + error_body(f"the engine sent nothing for {timeouts.idle_s:g}s; "
+                                                            "stream closed by the gateway", "timeout", 504) + b"\n\n")
+                break
+            if not chunk:
+                break
+            if out.ttft_s is None:
+                out.ttft_s = time.monotonic() - started
+            out.stream_events += chunk.count(b"data:")
+            tail = (tail + chunk)[-8192:]
+            await client.write(chunk)
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+        out.error = f"upstream stream broke: {type(exc).__name__}"
+        try:
+            await client.write(b"data: " + error_body("the engine closed the stream early", "upstream_error", 502)
+                               + b"\n\n")
+        except (ConnectionError, RuntimeError):
+            pass
+    usage = find_usage(tail)
+    if usage:
+        out.prompt_tokens, out.completion_tokens = usage
+        out.usage_known = True
+    await client.write_eof()
+    return client, out

@@ -1,0 +1,94 @@
+"""The combination math, in one place: filters, weighted scorers, max-score pick with random ties.
+
+A strategy spec is `name[:weight],name[:weight],...` with integer or float weights > 0 (default 1),
+e.g. `prefix-cache-aware:3,least-request:2`. Weights are normalised by their sum; each score is
+clamped to [0,1]; the picker shuffles the candidates and takes the first with the best total, so
+equal scores spread uniformly. Strategies never see weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from gateway.model import EndpointState, RoutingContext, RoutingRequest
+from gateway.routing.api import Filter, PostRoute, Scorer
+
+
+@dataclass(frozen=True)
+class WeightedScorer:
+    scorer: Scorer
+    weight: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    spec: str
+    scorers: tuple[WeightedScorer, ...]
+    filters: tuple[Filter, ...] = ()
+
+    @property
+    def needs_prompt(self) -> bool:
+        return any(ws.scorer.needs_prompt for ws in self.scorers)
+
+    def pick(self, ctx: RoutingContext, request: RoutingRequest,
+             endpoints: Sequence[EndpointState]) -> EndpointState | None:
+        candidates: Sequence[EndpointState] = endpoints
+        for f in self.filters:
+            candidates = f.filter(ctx, request, candidates)
+            if not candidates:
+                return None
+        if not candidates:
+            return None
+        if len(candidates) == 1 and len(self.scorers) == 1 and not self.needs_prompt:
+            best = candidates[0]
+        else:
+            total_w = sum(ws.weight for ws in self.scorers)
+            totals = dict.fromkeys((e.id for e in candidates), 0.0)
+            for ws in self.scorers:
+                share = ws.weight / total_w
+                for eid, s in ws.scorer.score(ctx, request, candidates).items():
+                    if eid in totals:
+                        totals[eid] += share * (0.0 if s != s else min(1.0, max(0.0, s)))  # NaN -> 0
+            order = list(candidates)
+            ctx.rng.shuffle(order)
+            best = order[0]
+            best_total = totals[best.id]
+            for e in order[1:]:
+                t = totals[e.id]
+                if t > best_total + 1e-12:
+                    best, best_total = e, t
+        for ws in self.scorers:
+            if isinstance(ws.scorer, PostRoute):
+                ws.scorer.routed(ctx, request, best)
+        return best
+
+
+def parse_spec(spec: str) -> list[tuple[str, float]]:
+    """`a:3,b:2,c` -> [("a", 3.0), ("b", 2.0), ("c", 1.0)]; raises ValueError with the bad part."""
+    parts: list[tuple[str, float]] = []
+    seen: set[str] = set()
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            raise ValueError(f"empty entry in routing strategy {spec!r}")
+        name, _, weight_text = item.partition(":")
+        name = name.strip()
+        weight = 1.0
+        if weight_text:
+            try:
+                weight = float(weight_text)
+            except ValueError:
+                raise ValueError(f"weight {weight_text!r} of {name!r} in {spec!r} is not a number") from None
+            if not weight > 0 or weight > 1e6:
+                raise ValueError(f"weight of {name!r} in {spec!r} must be in (0, 1e6], got {weight_text}")
+        if name in seen:
+            raise ValueError(f"{name!r} appears twice in routing strategy {spec!r}")
+        seen.add(name)
+        parts.append((name, weight))
+    return parts
+
+
+def build_profile(spec: str, resolve: Callable[[str], Scorer]) -> Profile:
+    """Build a Profile from a spec; `resolve(name)` returns the (shared, stateful) scorer instance."""
+    return Profile(spec=spec, scorers=tuple(WeightedScorer(resolve(n), w) for n, w in parse_spec(spec)))

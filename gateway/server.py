@@ -1,0 +1,260 @@
+"""The aiohttp edge: OpenAI routes, /healthz, /readyz, /metrics, and the app's lifecycle.
+
+One Gateway object owns the store, router, admission, stats and the single upstream
+ClientSession; handlers reach it through `app[GATEWAY]` (no globals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from brix.logs import kv
+from gateway import proxy
+from gateway.apikeys import ApiKey, KeyBook
+from gateway.limits import Admission, RateLimited
+from gateway.model import RoutingContext, RoutingError, RoutingRequest
+from gateway.router import Router
+from gateway.settings import Settings
+from gateway.stats import GatewayStats
+from gateway.store import EndpointStore
+from gateway.tokens import estimate_stream_usage
+from gateway.wire import error_body, parse_body, prompt_text
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("gateway.access")
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")  # type: ignore[name-defined]
+PROXIED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+
+
+def error_response(status: int, message: str, err_type: str, code: str | int | None, request_id: str,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    h = {"x-request-id": request_id, **(headers or {})}
+    return web.Response(body=error_body(message, err_type, code), status=status,
+                        content_type="application/json", headers=h)
+
+
+class Gateway:
+    def __init__(self, settings: Settings, store: EndpointStore, router: Router, admission: Admission,
+                 rng: random.Random) -> None:
+        self.settings = settings
+        self.store = store
+        self.router = router
+        self.admission = admission
+        self.rng = rng
+        self.stats = GatewayStats()
+        self.session: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---- /v1/* ----------------------------------------------------------------------------
+    async def handle_generate(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        model = strategy = endpoint = "-"
+        status = 500
+        key: ApiKey | None = None
+        outcome: proxy.Outcome | None = None
+        try:
+            key = self.admission.authenticate(request.headers.get("Authorization"))
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise RoutingError(413, f"request body larger than the limit of {self.settings.max_body_bytes} bytes",
+                                   "request_too_large") from None
+            body = parse_body(raw)
+            model = body["model"]
+            strategy = self.router.strategy_for(model, request.headers.get("routing-strategy"))
+            profile = self.router.profile(strategy)
+            if not self.store.knows_model(model):
+                raise RoutingError(404, f"the model {model!r} does not exist on any endpoint; GET /v1/models lists "
+                                   "the served models", "model_not_found")
+            await self.admission.admit(key, model)
+            needs_prompt = profile.needs_prompt or (key is not None and key.tpm > 0)
+            rreq = RoutingRequest(model=model, headers={"x-session-id": request.headers.get("x-session-id", "")},
+                                  prompt=prompt_text(body, request.path) if needs_prompt else None,
+                                  request_id=request_id)
+            headers = proxy.upstream_headers(request, request_id, strategy, self.admission.keys is not None)
+            tried: set[str] = set()
+            for attempt in range(self.settings.retries + 1):
+                candidates = self.store.candidates(model, frozenset(tried))
+                if not candidates:
+                    what = "no ready endpoint serves" if not tried else "every endpoint tried failed for"
+                    raise RoutingError(503, f"{what} model {model!r}; retry later", "no_ready_endpoint",
+                                       "service_unavailable")
+                t0 = time.perf_counter()
+                ctx = RoutingContext(now=time.monotonic(), rng=self.rng)
+                chosen = profile.pick(ctx, rreq, candidates)
+                self.stats.routing_latency.observe(time.perf_counter() - t0)
+                if chosen is None:
+                    raise RoutingError(503, f"no endpoint passed the filters of {strategy!r} for model {model!r}",
+                                       "no_ready_endpoint", "service_unavailable")
+                self._note_prefix(model, ctx)
+                endpoint = chosen.id
+                self.store.acquire(endpoint)
+                try:
+                    try:
+                        resp = await proxy.open_upstream(self.session, endpoint + request.path, raw, headers,  # type: ignore[arg-type]
+                                                         self.settings.timeouts)
+                    except proxy.RETRYABLE as exc:
+                        tried.add(endpoint)
+                        self.store.set_ready(endpoint, False)
+                        self.stats.retries.labels(endpoint).inc()
+                        kv(log, "endpoint connect failed; trying another", logging.WARNING, request_id=request_id,
+                           endpoint=endpoint, error=type(exc).__name__, attempt=attempt + 1)
+                        continue
+                    try:
+                        extra = {"x-brix-endpoint": endpoint}
+                        if rreq.headers["x-session-id"]:
+                            extra["x-session-id"] = rreq.headers["x-session-id"]
+                        response, outcome = await proxy.relay(request, resp, request_id, started,
+                                                              self.settings.timeouts, extra)
+                        status = outcome.status if not outcome.error else 502
+                    finally:
+                        resp.close()
+                finally:
+                    self.store.release(endpoint)
+                self._account(key, model, rreq, body, outcome)
+                return response
+            raise RoutingError(502, f"could not connect to any endpoint for model {model!r} after "
+                               f"{len(tried)} attempt(s)", "upstream_connect_failed", "service_unavailable")
+        except RateLimited as exc:
+            status = exc.status
+            self.stats.rate_limited.labels(exc.limit).inc()
+            return error_response(exc.status, str(exc), exc.err_type, exc.code, request_id,
+                                  {"Retry-After": str(exc.retry_after)})
+        except RoutingError as exc:
+            status = exc.status
+            return error_response(exc.status, str(exc), exc.err_type, exc.code, request_id)
+        except proxy.UpstreamTimeout as exc:
+            status = 504
+            return error_response(504, str(exc), "timeout", "upstream_timeout", request_id)
+        except (aiohttp.ClientError, OSError) as exc:
+            status = 502
+            return error_response(502, f"the engine failed: {type(exc).__name__}: {exc}", "upstream_error",
+                                  "upstream_error", request_id)
+        except asyncio.CancelledError:
+            status = 499     # client went away; the upstream request was closed with it
+            raise
+        finally:
+            elapsed = time.monotonic() - started
+            self.stats.requests.labels(model, strategy, endpoint, str(status)).inc()
+            if status == 200:
+                self.stats.e2e.labels(model).observe(elapsed)
+                if outcome is not None and outcome.ttft_s is not None:
+                    self.stats.ttft.labels(model).observe(outcome.ttft_s)
+            if self.settings.access_log:
+                access_log.info("request", extra={"fields": {
+                    "request_id": request_id, "method": request.method, "path": request.path, "model": model,
+                    "strategy": strategy, "endpoint": endpoint, "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "ttft_ms": round(outcome.ttft_s * 1000, 2) if outcome and outcome.ttft_s is not None else "-",
+                    "key": key.name if key else "-",
+                    "prompt_tokens": outcome.prompt_tokens if outcome else 0,
+                    "completion_tokens": outcome.completion_tokens if outcome else 0}})
+
+    def _note_prefix(self, model: str, ctx: RoutingContext) -> None:
+        notes = ctx.notes
+        if not notes:
+            return
+        if "prefix.total_blocks" in notes:
+            self.stats.prefix_blocks.labels(model, "total").inc(notes["prefix.total_blocks"])
+            self.stats.prefix_blocks.labels(model, "matched").inc(notes["prefix.matched_blocks"])
+        if "prefix.imbalanced" in notes:
+            self.stats.prefix_imbalanced.inc()
+
+    def _account(self, key: ApiKey | None, model: str, rreq: RoutingRequest, body: dict[str, Any],
+                 outcome: proxy.Outcome | None) -> None:
+        if outcome is None or outcome.status != 200:
+            return
+        if not outcome.usage_known and outcome.stream_events:
+            outcome.prompt_tokens, outcome.completion_tokens = estimate_stream_usage(rreq.prompt, outcome.stream_events)
+        self.stats.tokens.labels(model, "prompt").inc(outcome.prompt_tokens)
+        self.stats.tokens.labels(model, "completion").inc(outcome.completion_tokens)
+        if key is not None and key.tpm:
+            self.spawn(self.admission.count_tokens(key, outcome.prompt_tokens + outcome.completion_tokens))
+
+    async def handle_models(self, request: web.Request) -> web.Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        try:
+            self.admission.authenticate(request.headers.get("Authorization"))
+        except RoutingError as exc:
+            return error_response(exc.status, str(exc), exc.err_type, exc.code, request_id)
+        doc = {"object": "list", "data": self.store.model_cards()}
+        return web.Response(body=json.dumps(doc).encode(), content_type="application/json",
+                            headers={"x-request-id": request_id})
+
+    # ---- operations -----------------------------------------------------------------------
+    async def handle_healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def handle_readyz(self, request: web.Request) -> web.Response:
+        ready = self.store.ready_count()
+        doc = {"ready_endpoints": ready, "endpoints": self.store.describe()}
+        return web.json_response(doc, status=200 if ready else 503)
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        self.stats.ready_endpoints.set(self.store.ready_count())
+        for eid in self.store.endpoint_ids():
+            self.stats.in_flight.labels(eid).set(self.store.in_flight(eid))
+        return web.Response(body=generate_latest(self.stats.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def handle_unknown(self, request: web.Request) -> web.Response:
+        return error_response(404, f"no route for {request.method} {request.path}; the gateway serves "
+                              f"{', '.join(PROXIED_PATHS)} and GET /v1/models", "invalid_request_error",
+                              "unknown_url", request.headers.get("x-request-id") or uuid.uuid4().hex)
+
+
+def build_app(gw: Gateway, discovery: Any, session_factory: Any = None) -> web.Application:
+    app = web.Application(client_max_size=gw.settings.max_body_bytes)
+    app[GATEWAY] = gw
+    for path in PROXIED_PATHS:
+        app.router.add_post(path, gw.handle_generate)
+    app.router.add_get("/v1/models", gw.handle_models)
+    app.router.add_get("/healthz", gw.handle_healthz)
+    app.router.add_get("/readyz", gw.handle_readyz)
+    app.router.add_get("/metrics", gw.handle_metrics)
+    app.router.add_route("*", "/{tail:.*}", gw.handle_unknown)
+
+    async def lifecycle(app: web.Application) -> Any:
+        from gateway.discovery import models_loop
+        from gateway.metrics_scraper import scrape_loop
+
+        s = gw.settings
+        connector = aiohttp.TCPConnector(limit=s.max_connections, limit_per_host=0, ttl_dns_cache=300,
+                                         keepalive_timeout=30)
+        gw.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                           skip_auto_headers=("User-Agent", "Content-Type"))
+        await discovery.start(gw.store)
+        tasks = [asyncio.create_task(models_loop(gw.session, gw.store, s.models_refresh_s, s.scrape_timeout_s)),
+                 asyncio.create_task(scrape_loop(gw.session, gw.store, s.scrape_interval_s, s.scrape_timeout_s))]
+        yield
+        await discovery.stop()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await gw.admission.store.close()
+        await gw.session.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def make_gateway(settings: Settings, keys: KeyBook | None, store_backend: Any, router: Router,
+                 model_rps: dict[str, float]) -> Gateway:
+    rng = random.Random(settings.seed)
+    return Gateway(settings, EndpointStore(), router, Admission(keys, store_backend, model_rps), rng)

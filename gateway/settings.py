@@ -1,0 +1,44 @@
+"""Typed settings for `brix gateway`, built from flags in cli.py (nothing deeper sees argparse)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TimeoutSettings:
+    connect_s: float = 3.0
+    """TCP connect to an engine; a failure retries another endpoint."""
+    first_byte_s: float = 300.0
+    """From sending the request to the first response byte (covers queueing and prefill of long prompts)."""
+    idle_s: float = 120.0
+    """Longest silence between two chunks of a streamed response."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8888
+    endpoints: tuple[str, ...] = ()
+    """Static mode: engine base URLs. Empty with `kubernetes` set means Kubernetes mode."""
+    kubernetes: bool = False
+    namespace: str | None = None
+    """Kubernetes mode: namespace to watch; None watches all namespaces."""
+    kubeconfig: str | None = None
+    redis_url: str | None = None
+    config_path: str | None = None
+    api_keys_path: str | None = None
+    scrape_interval_s: float = 0.05
+    """How often each endpoint's /metrics is read (the issue asks for 50-100 ms)."""
+    scrape_timeout_s: float = 1.0
+    models_refresh_s: float = 5.0
+    """How often each endpoint's /v1/models is re-read (LoRA adapters come and go)."""
+    max_body_bytes: int = 16 * 1024 * 1024
+    timeouts: TimeoutSettings = TimeoutSettings()
+    retries: int = 2
+    """Other endpoints tried after a connect failure (never once bytes reached the client)."""
+    max_connections: int = 2048
+    """Size of the shared upstream connection pool (all endpoints together)."""
+    access_log: bool = True
+    seed: int | None = None
+    """Seed for tie-breaking and random strategies; None = from the OS."""
