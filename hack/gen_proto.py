@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "deviceplugin" / "api"
 PROTO = "api.proto"
-GENERATED = ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py")
+GENERATED = ("api_pb2.py", "api_pb2_grpc.py")
 
 
 def generate(out_dir: Path) -> list[Path]:
@@ -29,7 +29,6 @@ def generate(out_dir: Path) -> list[Path]:
         "grpc_tools.protoc",
         f"-I{PROTO_DIR}",
         f"--python_out={out_dir}",
-        f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",
         str(PROTO_DIR / PROTO),
     ]
