@@ -114,7 +114,7 @@ def inject_npu_fault(raw: dict[str, Any], card: int, device: int, code: int) -> 
     codes = [int(c, 0) if isinstance(c, str) else int(c) for c in table.get("fault_codes", [])]
     if code not in codes:
         codes.append(code)
-    table["fault_codes"] = codes
+    table["fault_codes"] = [f"0x{c:08X}" for c in codes]  # hex strings: readable in the file
     return codes
 
 
