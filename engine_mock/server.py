@@ -34,6 +34,7 @@ from engine_mock.scheduler import Engine, RequestTooLarge
 log = logging.getLogger(__name__)
 JSON = "application/json"
 EMBEDDING_DIM = 256
+LATE_SLACK_S = 0.005  # wall seconds of event-loop lateness absorbed without moving simulated time
 
 
 def _json(status: int, body: bytes) -> web.Response:
@@ -61,28 +62,48 @@ class EngineServer:
         self._id_prefix = f"{os.getpid():x}{self.created:x}"
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._cursor: float | None = None  # simulated end of the step in flight
 
     # --- clock and engine loop -------------------------------------------------------------
     def sim_now(self) -> float:
         return (asyncio.get_running_loop().time() - self.t0) * self.speed
 
+    def arrival_time(self) -> float:
+        """Simulated arrival: now, but never after the boundary the next step starts at."""
+        now = (asyncio.get_running_loop().time() - self.t0) * self.speed
+        cursor = self._cursor
+        return cursor if cursor is not None and now > cursor else now
+
     async def engine_loop(self) -> None:
+        """Plan a step, sleep until its simulated end, deliver its tokens; repeat while busy.
+
+        Simulated time is authoritative: while the engine stays busy, the next step starts at
+        the previous step's end even if the event loop woke a little late (timer granularity is
+        about 1 ms, which --speed would otherwise magnify), and the next sleep catches up.
+        """
         loop = asyncio.get_running_loop()
         engine = self.engine
         wake = self._wake
         record = self.metrics.record
+        slack = LATE_SLACK_S * self.speed
         while True:
             if not engine.has_work():
+                self._cursor = None
                 wake.clear()
                 await wake.wait()
                 continue
             now = (loop.time() - self.t0) * self.speed
+            cursor = self._cursor
+            if cursor is not None and now - cursor < slack:
+                now = cursor
             engine.slow_factor = self.fault.slow_factor
             step = engine.step(now)
             if step.empty:  # nothing fits right now; wait for an arrival or an abort
+                self._cursor = None
                 wake.clear()
                 await wake.wait()
                 continue
+            self._cursor = step.end
             delay = self.t0 + step.end / self.speed - loop.time()
             await asyncio.sleep(delay if delay > 0 else 0)
             record(step)
@@ -132,7 +153,7 @@ class EngineServer:
         if self.settings.fail_rate and self._fail_rng.random() < self.settings.fail_rate:
             return _json(500, api.error_body(500, "injected failure (--fail-rate)", "InternalServerError"))
         req = SimRequest(rid=next(self._ids), prompt_len=len(gen.prompt_ids), max_tokens=gen.max_tokens,
-                         block_hashes=block_hashes(gen.prompt_ids, self.kv.block_size), arrival=self.sim_now(),
+                         block_hashes=block_hashes(gen.prompt_ids, self.kv.block_size), arrival=self.arrival_time(),
                          lora=lora, stream=gen.stream)
         try:
             self.engine.add(req)

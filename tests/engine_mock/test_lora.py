@@ -1,0 +1,51 @@
+"""LoRA adapters: load, use, unload, 404 when not loaded, the --max-loras limit."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.engine_mock.conftest import EngineUnderTest
+from tests.engine_mock.http import get, post
+
+
+def test_load_use_unload(start_engine) -> None:  # type: ignore[no-untyped-def]
+    eng: EngineUnderTest = start_engine("--max-loras", "2")
+    client = openai.OpenAI(base_url=eng.v1, api_key="x")
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="sql-lora", prompt="x", max_tokens=1)
+
+    status, text = post(eng.v1 + "/load_lora_adapter", {"lora_name": "sql-lora", "lora_path": "/adapters/sql"})
+    assert status == 200 and "added successfully" in text
+    cards = {m["id"]: m for m in get(eng.v1 + "/models")[1]["data"]}
+    assert cards["sql-lora"]["parent"] == "m1" and cards["sql-lora"]["root"] == "/adapters/sql"
+    assert cards["m1"]["parent"] is None
+
+    out = client.completions.create(model="sql-lora", prompt="select", max_tokens=3)
+    assert out.model == "sql-lora" and out.usage and out.usage.completion_tokens == 3
+
+    status, body = post(eng.v1 + "/load_lora_adapter", {"lora_name": "sql-lora", "lora_path": "/adapters/sql"})
+    assert status == 400 and "already been loaded" in body["error"]["message"]
+
+    status, text = post(eng.v1 + "/unload_lora_adapter", {"lora_name": "sql-lora"})
+    assert status == 200 and "removed successfully" in text
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="sql-lora", prompt="x", max_tokens=1)
+    status, body = post(eng.v1 + "/unload_lora_adapter", {"lora_name": "sql-lora"})
+    assert status == 404 and body["error"]["type"] == "NotFoundError"
+
+
+def test_max_loras_limit_and_missing_fields(start_engine) -> None:  # type: ignore[no-untyped-def]
+    eng: EngineUnderTest = start_engine("--max-loras", "2")
+    for name in ("a", "b"):
+        assert post(eng.v1 + "/load_lora_adapter", {"lora_name": name, "lora_path": f"/p/{name}"})[0] == 200
+    status, body = post(eng.v1 + "/load_lora_adapter", {"lora_name": "c", "lora_path": "/p/c"})
+    assert status == 400 and "--max-loras" in body["error"]["message"]
+    assert post(eng.v1 + "/unload_lora_adapter", {"lora_name": "a"})[0] == 200
+    assert post(eng.v1 + "/load_lora_adapter", {"lora_name": "c", "lora_path": "/p/c"})[0] == 200
+    status, body = post(eng.v1 + "/load_lora_adapter", {"lora_name": "d"})
+    assert status == 400 and "lora_path" in body["error"]["message"]
+    assert sorted(m["id"] for m in get(eng.v1 + "/models")[1]["data"]) == ["b", "c", "m1"]
+    samples = eng.metrics()
+    info = [k for k in samples if k.startswith("vllm:lora_requests_info")]
+    assert len(info) == 1 and 'max_lora="2"' in info[0]

@@ -1,0 +1,88 @@
+"""/metrics: vLLM names, values consistent with the requests served, prefix hits lower TTFT."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import openai
+
+from tests.engine_mock.conftest import EngineUnderTest, metric
+
+
+def test_counters_and_histograms_match_the_requests_served(engine: EngineUnderTest) -> None:
+    client = openai.OpenAI(base_url=engine.v1, api_key="x")
+    prompt_total = completion_total = 0
+    for i in range(5):
+        out = client.completions.create(model="m1", prompt=f"request number {i} " * (i + 1), max_tokens=3 + i)
+        assert out.usage is not None
+        prompt_total += out.usage.prompt_tokens
+        completion_total += out.usage.completion_tokens
+    s = engine.metrics()
+    assert metric(s, "vllm:prompt_tokens_total") == prompt_total
+    assert metric(s, "vllm:generation_tokens_total") == completion_total
+    assert metric(s, "vllm:prefix_cache_queries_total") == prompt_total
+    assert s['vllm:request_success_total{finished_reason="length",model_name="m1"}'] == 5
+    for name in ("time_to_first_token_seconds", "e2e_request_latency_seconds", "request_queue_time_seconds",
+                 "request_prefill_time_seconds", "request_decode_time_seconds", "time_per_output_token_seconds"):
+        assert metric(s, f"vllm:{name}_count") == 5, name
+    assert metric(s, "vllm:request_prompt_tokens_sum") == prompt_total
+    assert metric(s, "vllm:request_generation_tokens_sum") == completion_total
+    # every output token after the first has one inter-token gap
+    assert metric(s, "vllm:inter_token_latency_seconds_count") == completion_total - 5
+    e2e, ttft = metric(s, "vllm:e2e_request_latency_seconds_sum"), metric(s, "vllm:time_to_first_token_seconds_sum")
+    assert e2e > ttft > 0
+    assert s['vllm:e2e_request_latency_seconds_bucket{le="+Inf",model_name="m1"}'] == 5
+    # idle engine: nothing running or waiting, no KV blocks held
+    assert metric(s, "vllm:num_requests_running") == 0
+    assert metric(s, "vllm:num_requests_waiting") == 0
+    assert metric(s, "vllm:kv_cache_usage_perc") == 0 == metric(s, "vllm:gpu_cache_usage_perc")
+
+
+def test_prefix_hit_lowers_simulated_time_to_first_token(engine: EngineUnderTest) -> None:
+    client = openai.OpenAI(base_url=engine.v1, api_key="x")
+    shared = "You are a careful assistant. Answer in one line. " * 40  # ~500 tokens
+
+    def ttft_of(prompt: str) -> float:
+        before = metric(engine.metrics(), "vllm:time_to_first_token_seconds_sum")
+        client.completions.create(model="m1", prompt=prompt, max_tokens=1)
+        return metric(engine.metrics(), "vllm:time_to_first_token_seconds_sum") - before
+
+    cold = ttft_of(shared + "Question one?")
+    warm = ttft_of(shared + "Question two?")
+    other_cold = ttft_of("A different system prompt entirely. " * 55 + "Question three?")
+    s = engine.metrics()
+    assert metric(s, "vllm:prefix_cache_hits_total") >= 400
+    assert warm < cold / 2
+    assert other_cold > warm * 2
+
+
+def test_requests_queue_when_the_kv_cache_is_full(start_engine) -> None:  # type: ignore[no-untyped-def]
+    # 8 blocks of 16 tokens; each request holds 3 prompt blocks at admission and grows to 5
+    eng: EngineUnderTest = start_engine("--kv-blocks", "8", "--block-size", "16", speed="1")
+    client = openai.OpenAI(base_url=eng.v1, api_key="x")
+    results: list[int] = []
+
+    def send(i: int) -> None:
+        out = client.completions.create(model="m1", prompt=" ".join(f"w{i}x{j}" for j in range(40)),
+                                        max_tokens=40)
+        results.append(out.usage.completion_tokens if out.usage else 0)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    seen_waiting = seen_usage = 0.0
+    deadline = time.monotonic() + 20
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+        s = eng.metrics()
+        seen_waiting = max(seen_waiting, metric(s, "vllm:num_requests_waiting"))
+        seen_usage = max(seen_usage, metric(s, "vllm:kv_cache_usage_perc"))
+        time.sleep(0.02)
+    for t in threads:
+        t.join(30)
+    assert results == [40] * 4
+    assert seen_waiting >= 1
+    assert seen_usage >= 0.75
+    s = eng.metrics()
+    assert metric(s, "vllm:request_queue_time_seconds_sum") > 0
+    assert metric(s, "vllm:num_requests_waiting") == 0
