@@ -200,7 +200,9 @@ def problem_from_doc(doc: object, where: str = "state") -> Problem:
     if not isinstance(current, dict) or not all(isinstance(v, list) for v in current.values()):
         raise ProblemError(f"{where}: current must map pod name -> list of adapter names")
     opts = doc.get("options") or {}
-    return Problem(pods, adapters, {str(k): [str(x) for x in v] for k, v in current.items()},
+    problem = Problem(pods, adapters, {str(k): [str(x) for x in v] for k, v in current.items()},
                    move_cost_rps=float(opts.get("move_cost_rps", 1.0)),
                    time_limit_s=float(opts.get("time_limit_s", 10.0)), seed=int(opts.get("seed", 0)),
                    workers=int(opts.get("workers", 1)))
+    validate(problem)
+    return problem
