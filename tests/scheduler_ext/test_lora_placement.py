@@ -8,7 +8,15 @@ import random
 import pytest
 
 from scheduler_ext.solvers.lora_placement import (
-    SCALE, Adapter, EnginePod, Problem, ProblemError, problem_from_doc, required, share, solve,
+    SCALE,
+    Adapter,
+    EnginePod,
+    Problem,
+    ProblemError,
+    problem_from_doc,
+    required,
+    share,
+    solve,
 )
 
 
