@@ -22,7 +22,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="", help="YAML file: default_strategy, named plugins, per-model strategy and rps")
     p.add_argument("--api-keys-file", default="",
                    help="YAML file of hashed API keys with rpm/tpm limits (empty = no authentication)")
-    p.add_argument("--scrape-interval", type=float, default=0.05, help="seconds between /metrics scrapes of each endpoint")
+    p.add_argument("--scrape-interval", type=float, default=0.1, help="seconds between /metrics scrapes of each endpoint")
     p.add_argument("--scrape-timeout", type=float, default=1.0, help="timeout of one /metrics or /v1/models fetch, seconds")
     p.add_argument("--models-refresh", type=float, default=5.0, help="seconds between /v1/models refreshes of each endpoint")
     p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="largest accepted request body")

@@ -28,8 +28,8 @@ class Settings:
     redis_url: str | None = None
     config_path: str | None = None
     api_keys_path: str | None = None
-    scrape_interval_s: float = 0.05
-    """How often each endpoint's /metrics is read (the issue asks for 50-100 ms)."""
+    scrape_interval_s: float = 0.1
+    """How often each endpoint's /metrics is read (the issue asks for 50-100 ms; 50 ms costs each engine ~20 metric pages a second)."""
     scrape_timeout_s: float = 1.0
     models_refresh_s: float = 5.0
     """How often each endpoint's /v1/models is re-read (LoRA adapters come and go)."""

@@ -1,0 +1,97 @@
+"""prefix-cache-aware: prefix stickiness, match threshold, imbalance guard, ageing."""
+
+from __future__ import annotations
+
+import random
+
+from gateway.model import EndpointMetrics, EndpointState, RoutingContext, RoutingRequest
+from gateway.routing.prefix_cache import PrefixCacheScorer
+from gateway.routing.prefix_index import PrefixIndex
+from gateway.routing.profile import Profile, WeightedScorer
+
+SHARED = "You are a helpful assistant. " * 40          # ~400 tokens = 25 blocks of 16
+
+
+def ep(eid: str, in_flight: int = 0, waiting: float = 0) -> EndpointState:
+    return EndpointState(eid, frozenset({"m"}), EndpointMetrics(waiting=waiting), in_flight)
+
+
+def route(profile: Profile, prompt: str, eps: list[EndpointState], now: float = 100.0, seed: int = 0) -> str:
+    ctx = RoutingContext(now=now, rng=random.Random(seed))
+    chosen = profile.pick(ctx, RoutingRequest(model="m", prompt=prompt, request_id=str(seed)), eps)
+    assert chosen is not None
+    return chosen.id
+
+
+def test_same_prefix_goes_back_to_the_same_endpoint():
+    prof = Profile("p", (WeightedScorer(PrefixCacheScorer(), 1),))
+    eps = [ep("a"), ep("b"), ep("c"), ep("d")]
+    first = route(prof, SHARED + "question one", eps, seed=1)
+    for seed in range(2, 12):
+        assert route(prof, SHARED + f"question {seed}", eps, seed=seed) == first
+
+
+def test_equal_match_goes_to_the_less_loaded_endpoint():
+    scorer = PrefixCacheScorer()
+    hashes = scorer.hashes(SHARED)
+    scorer.index.insert("a", "m", hashes, 100.0)
+    scorer.index.insert("b", "m", hashes, 100.0)
+    prof = Profile("p", (WeightedScorer(scorer, 1),))
+    assert route(prof, SHARED + "x", [ep("a", 3), ep("b", 1), ep("c", 0)]) == "b"
+
+
+def test_below_match_threshold_falls_back_to_least_load():
+    scorer = PrefixCacheScorer(match_threshold=0.9)
+    # 'a' holds the first half of the prompt only -> ratio ~0.5 < 0.9
+    scorer.index.insert("a", "m", scorer.hashes(SHARED), 100.0)
+    prof = Profile("p", (WeightedScorer(scorer, 1),))
+    assert route(prof, SHARED + SHARED, [ep("a", 2), ep("b", 0)]) == "b"
+
+
+def test_load_imbalance_guard_overrides_the_prefix_match():
+    def fresh() -> Profile:
+        scorer = PrefixCacheScorer(balance_abs_threshold=8, balance_rel_threshold=1.5)
+        scorer.index.insert("a", "m", scorer.hashes(SHARED), 100.0)
+        return Profile("p", (WeightedScorer(scorer, 1),))
+
+    # max-min = 9 > 8 and 10 > 1.5*1 -> imbalanced: least load wins although 'a' holds the prefix
+    assert route(fresh(), SHARED, [ep("a", 10), ep("b", 1)]) == "b"
+    # max-min = 8, not > 8: the prefix wins
+    assert route(fresh(), SHARED, [ep("a", 9), ep("b", 1)]) == "a"
+    # relative guard: 40 vs 30 differs by 10 > 8 but 40 < 1.5*30 -> balanced enough, prefix wins
+    assert route(fresh(), SHARED, [ep("a", 40), ep("b", 30)]) == "a"
+
+
+def test_waiting_queue_counts_as_load():
+    scorer = PrefixCacheScorer(balance_abs_threshold=4)
+    scorer.index.insert("a", "m", scorer.hashes(SHARED), 100.0)
+    prof = Profile("p", (WeightedScorer(scorer, 1),))
+    assert route(prof, SHARED, [ep("a", 0, waiting=20), ep("b", 0)]) == "b"
+
+
+def test_entries_age_out():
+    idx = PrefixIndex(ttl_s=60, default_capacity=1000)
+    idx.insert("a", "m", [1, 2, 3], now=0.0)
+    assert idx.match("a", "m", [1, 2, 3, 4], now=59.0) == 3
+    assert idx.match("a", "m", [1, 2, 3, 4], now=61.0) == 0
+
+
+def test_capacity_evicts_least_recent_blocks_and_models_are_separate():
+    idx = PrefixIndex(ttl_s=600, default_capacity=4)
+    idx.insert("a", "m", [1, 2, 3], now=0.0)
+    idx.insert("a", "m", [10, 11, 12], now=1.0)    # pushes out 1 and 2
+    assert idx.size("a", "m") == 4
+    assert idx.match("a", "m", [1, 2, 3], now=2.0) == 0
+    assert idx.match("a", "m", [10, 11, 12], now=2.0) == 3
+    assert idx.match("a", "other-model", [10], now=2.0) == 0
+
+
+def test_prefix_and_least_request_combination_spreads_unrelated_prompts():
+    from gateway.routing.simple import LeastRequestScorer
+
+    prof = Profile("p", (WeightedScorer(PrefixCacheScorer(), 3), WeightedScorer(LeastRequestScorer(), 2)))
+    eps = [ep("a", 0), ep("b", 0)]
+    chosen = route(prof, SHARED + "x", eps)
+    # same prefix, but the holder is now much busier: 3*0.9+... vs 2*1 -> weighs both
+    busy = [ep(chosen, 5), ep("b" if chosen == "a" else "a", 0)]
+    assert route(prof, SHARED + "y", busy) == chosen   # prefix (0.6*~1) beats load (0.4)
