@@ -142,7 +142,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> NodeConfi
         if index >= count:
             raise ConfigError(source, key, f"card {index} is outside gpus.card_count={count}; "
                               f"raise card_count to {index + 1} or remove the table")
-    cards = tuple(_card(index, tables.get(index, ("gpus-%d" % index, {})), node_name, count, source)
+    cards = tuple(_card(index, tables.get(index, (f"gpus-{index}", {})), node_name, count, source)
                   for index in range(count))
     _check_unique(cards, source)
     events = _xid_events(data.get("xid_events", []), count, source)
