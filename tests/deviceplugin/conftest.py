@@ -7,10 +7,12 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from brix import procs
+from nvml_mock import builders
 from tests.deviceplugin.kubelet import TestKubelet
 
 
@@ -30,26 +32,18 @@ async def kubelet(kubelet_dir: Path) -> AsyncIterator[TestKubelet]:
     await k.stop()
 
 
-def gpu_config(cards: int = 4, *, node: str = "dp-test", extra: str = "") -> str:
-    """A mock node of A100s: NVLink pairs (0-1, 2-3, ...), two NUMA nodes, one PCIe switch per pair."""
-    lines = [f'node_name = "{node}"', "", "[gpus]", f"card_count = {cards}", ""]
-    for i in range(cards):
-        peer = i ^ 1
-        lines += [f"[gpus-{i}]", 'device_name = "NVIDIA A100-SXM4-80GB"',
-                  f"numa_node = {0 if i < cards // 2 or cards == 1 else 1}", f"pcie_switch = {i // 2}"]
-        if peer < cards:
-            lines += ["nvlink_active = [true, true, true, true]", f"nvlink_peers = [{peer}, {peer}, {peer}, {peer}]"]
-        else:
-            lines += ["nvlink_active = []", "nvlink_peers = []"]
-        lines.append("")
-    return "\n".join(lines) + extra
-
-
 @pytest.fixture
 def mock_config(tmp_path: Path) -> Callable[..., Path]:
-    def write(text: str | None = None, name: str = "node.toml", **kwargs: object) -> Path:
+    """write(text=None, name=..., **node_config kwargs) -> path of a mock TOML (nvml_mock.builders)."""
+
+    def write(text: str | None = None, name: str = "node.toml", **kwargs: Any) -> Path:
         path = tmp_path / name
-        path.write_text(text if text is not None else gpu_config(**kwargs))  # type: ignore[arg-type]
+        if text is not None:
+            path.write_text(text)
+        else:
+            kwargs.setdefault("nvlink", "pairs")
+            kwargs.setdefault("node_name", "dp-test")
+            builders.write_config(path, builders.node_config(**kwargs))
         return path
 
     return write

@@ -92,19 +92,19 @@ class PluginClient:
     def __init__(self, path: Path) -> None:
         self.channel = grpc.aio.insecure_channel(f"unix:{path}")
         self.stub = api_pb2_grpc.DevicePluginStub(self.channel)
-        self._stream: Any = None
+        self._watch: Watch | None = None
 
     async def close(self) -> None:
-        if self._stream is not None:
-            self._stream.cancel()
+        if self._watch is not None:
+            self._watch.cancel()
         await self.channel.close()
 
     async def options(self) -> api_pb2.DevicePluginOptions:
         return await self.stub.GetDevicePluginOptions(api_pb2.Empty(), timeout=5)
 
-    def watch(self) -> Any:
-        self._stream = self.stub.ListAndWatch(api_pb2.Empty())
-        return self._stream
+    def watch(self) -> Watch:
+        self._watch = Watch(self.stub.ListAndWatch(api_pb2.Empty()))
+        return self._watch
 
     async def allocate(self, *containers: list[str]) -> api_pb2.AllocateResponse:
         request = api_pb2.AllocateRequest(
@@ -122,15 +122,42 @@ class PluginClient:
         return await self.stub.PreStartContainer(api_pb2.PreStartContainerRequest(devices_ids=ids), timeout=5)
 
 
+class Watch:
+    """A ListAndWatch stream read by a background task into a queue, so a read can time out
+    without cancelling the stream (as kubelet keeps one stream open per plugin)."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self.updates: asyncio.Queue[api_pb2.ListAndWatchResponse | BaseException] = asyncio.Queue()
+        self._task = asyncio.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        try:
+            async for update in self.call:
+                self.updates.put_nowait(update)
+        except BaseException as exc:  # noqa: B036 - handed to the reader
+            self.updates.put_nowait(exc)
+
+    async def next(self, timeout: float = 10.0) -> api_pb2.ListAndWatchResponse:
+        item = await asyncio.wait_for(self.updates.get(), timeout)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def cancel(self) -> None:
+        self.call.cancel()
+        self._task.cancel()
+
+
 def health_of(response: api_pb2.ListAndWatchResponse) -> dict[str, str]:
     return {d.ID: d.health for d in response.devices}
 
 
-async def next_update(stream: Any, timeout: float = 10.0) -> api_pb2.ListAndWatchResponse:
-    return await asyncio.wait_for(stream.read(), timeout)
+async def next_update(watch: Watch, timeout: float = 10.0) -> api_pb2.ListAndWatchResponse:
+    return await watch.next(timeout)
 
 
-async def wait_health(stream: Any, device_id: str, health: str, timeout: float = 10.0
+async def wait_health(stream: Watch, device_id: str, health: str, timeout: float = 10.0
                       ) -> api_pb2.ListAndWatchResponse:
     """Read stream updates until `device_id` has `health`; fails after timeout."""
     deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ from tests.deviceplugin.kubelet import health_of, next_update
 
 
 async def test_registers_and_lists_every_gpu_healthy(brix_process, kubelet, kubelet_dir, mock_config):
-    config = mock_config(cards=4)
+    config = mock_config(gpus=4)
     brix_process("dp", *plugin_args(kubelet_dir, config), ready_socket=str(kubelet_dir / "brix-gpu.sock"))
     request = await kubelet.wait_registrations(1)
     assert (request.version, request.endpoint, request.resource_name) == ("v1beta1", "brix-gpu.sock", "nvidia.com/gpu")
@@ -31,7 +31,7 @@ async def test_registers_and_lists_every_gpu_healthy(brix_process, kubelet, kube
 
 async def test_allocate_returns_visible_devices_and_refuses_unknown_ids(brix_process, kubelet, kubelet_dir,
                                                                         mock_config):
-    config = mock_config(cards=2)
+    config = mock_config(gpus=2)
     brix_process("dp", *plugin_args(kubelet_dir, config, "--pass-device-specs",
                                     "--device-list-strategy", "envvar,cdi-cri"),
                  ready_socket=str(kubelet_dir / "brix-gpu.sock"))
@@ -57,7 +57,7 @@ async def test_allocate_returns_visible_devices_and_refuses_unknown_ids(brix_pro
 
 async def test_index_ids_and_preferred_allocation_follow_nvlink_pairs(brix_process, kubelet, kubelet_dir,
                                                                       mock_config):
-    config = mock_config(cards=4)
+    config = mock_config(gpus=4)
     brix_process("dp", *plugin_args(kubelet_dir, config, "--device-id-strategy", "index"),
                  ready_socket=str(kubelet_dir / "brix-gpu.sock"))
     request = await kubelet.wait_registrations(1)
