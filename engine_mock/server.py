@@ -159,6 +159,8 @@ class EngineServer:
             self.engine.add(req)
         except RequestTooLarge as exc:
             return _json(400, api.error_body(400, str(exc), "BadRequestError", "max_tokens"))
+        if self._cursor is None:  # an idle engine starts its next step at this arrival
+            self._cursor = req.arrival
         self._wake.set()
         pieces = api.output_pieces(gen.prompt_text, gen.seed, gen.max_tokens)
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{self._id_prefix}{req.rid:x}"

@@ -44,9 +44,9 @@ def test_slow_factor_stretches_simulated_latency(engine: EngineUnderTest) -> Non
     client = openai.OpenAI(base_url=engine.v1, api_key="x")
 
     def e2e(prompt: str) -> float:
-        before = metric(engine.metrics(), "vllm:e2e_request_latency_seconds_sum")
+        before = metric(engine.metrics(), "vllm:request_decode_time_seconds_sum")
         client.completions.create(model="m1", prompt=prompt, max_tokens=8)
-        return metric(engine.metrics(), "vllm:e2e_request_latency_seconds_sum") - before
+        return metric(engine.metrics(), "vllm:request_decode_time_seconds_sum") - before
 
     normal = e2e("first prompt")
     post(engine.url + "/admin/fault", {"slow_factor": 4})
