@@ -1,5 +1,6 @@
 """Static discovery: a fixed list of endpoint URLs, whose model lists (base models and LoRA
-adapters) are learnt from each endpoint's GET /v1/models and refreshed every `refresh_s`."""
+adapters) are learnt from each endpoint's GET /v1/models and refreshed every `refresh_s`;
+an endpoint whose GET /health answers 5xx is not ready until it recovers."""
 
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ async def fetch_models(session, eid: str, timeout_s: float) -> list[dict[str, ob
     import aiohttp
 
     try:
+        # an engine that says it is unhealthy (vLLM /health 5xx) gets no traffic; 404 = no health route
+        async with session.get(eid + "/health", timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+            if resp.status >= 500:
+                return None
         async with session.get(eid + "/v1/models", timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
             if resp.status != 200:
                 return None
