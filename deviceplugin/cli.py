@@ -118,7 +118,12 @@ def run_plugin(args: argparse.Namespace) -> int:
     except MockConfigError as exc:
         raise UsageError(f"--mock-config: {exc}") from None
     except BackendError as exc:
-        kv(log, "cannot start the device plugin", logging.ERROR, backend=settings.backend, error=str(exc))
+        hint = ""
+        if settings.backend == "nvml" and not settings.mock_config:
+            from deviceplugin.nvml_backend import in_container_hint
+
+            hint = in_container_hint()
+        kv(log, "cannot start the device plugin", logging.ERROR, backend=settings.backend, error=f"{exc}{hint}")
         return 1
     return asyncio.run(manager.run(settings, backend))
 

@@ -74,6 +74,15 @@ class HealthWatcher:
                device=device_id, reason=transition.reason)
             self.queue.put_nowait(HealthEvent(device_id, transition.healthy, transition.reason))
 
+    async def poll_once(self) -> None:
+        """One round of polled checks, so the first device list kubelet sees is already right."""
+        if self.checks.all_disabled:
+            return
+        results = await asyncio.get_running_loop().run_in_executor(self._pool, self._poll_all,
+                                                                   self.checks.disabled_polls)
+        for device_id, faults in results.items():
+            self._fold(device_id, faults)
+
     async def _xid_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         while True:
             events = await loop.run_in_executor(self._pool, self.backend.wait_events, self.event_timeout)

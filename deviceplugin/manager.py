@@ -161,6 +161,11 @@ async def run(settings: PluginSettings, backend: Backend) -> int:
     queue: asyncio.Queue[HealthEvent] = asyncio.Queue()
     watcher = HealthWatcher(backend, list(devices), settings.checks, queue,
                             quiet_period=settings.quiet_period, poll_interval=settings.poll_interval)
+    await watcher.poll_once()
+    while not queue.empty():
+        event = queue.get_nowait()
+        if state.set_health(event.device_id, event.healthy, event.reason):
+            metrics.set_health(event.device_id, event.healthy)
     servicer = DevicePluginServicer(state, settings.resource, settings.allocate, metrics,
                                     settings.allocation_policy)
     supervisor = Supervisor(settings, state, metrics, servicer)
