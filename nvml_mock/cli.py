@@ -20,8 +20,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--model", default="A100",
                       help="GPU model: A100, A100-SXM4-40GB, H100, H200, L40S, A10, T4, V100-SXM2-32GB")
     init.add_argument("--nvlink", choices=("all", "pairs", "none"), default=None,
-                      help="NVLink layout (default: all for NVLink models, none for PCIe ones)")
-    init.add_argument("--node", default=socket.gethostname(), help="node name; stable GPU uuids derive from it")
+                      help="NVLink layout; unset: all for NVLink models, none for PCIe ones")
+    init.add_argument("--node", default=socket.gethostname(), help="node name (in a pod set BRIX_NODE from spec.nodeName); stable GPU uuids derive from it")
     init.add_argument("--npus", type=int, default=0, help="number of Ascend cards to add")
     init.add_argument("--force", action="store_true", help="overwrite an existing config")
     inject = parser.add_argument_group("inject (GPU)")

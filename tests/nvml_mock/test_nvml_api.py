@@ -244,3 +244,14 @@ def test_identity_and_telemetry(write_node: Any) -> None:
     assert pci.busId == config.gpus[1].pci_bus_id  # pynvml structures decode char arrays to str
     assert nvml.nvmlSystemGetCudaDriverVersion() == 12040
     assert nvml.nvmlSystemGetNVMLVersion().endswith(nvml.nvmlSystemGetDriverVersion())
+
+
+def test_protocol_names_are_simulated_and_exist_in_pynvml() -> None:
+    from nvml_mock.protocol import NvmlLike
+
+    names = {n for n in vars(NvmlLike) if n.startswith("nvml")}
+    assert names <= set(_mock_api())
+    for name in names:
+        real = list(inspect.signature(getattr(pynvml, name)).parameters)
+        declared = list(inspect.signature(getattr(NvmlLike, name)).parameters)[1:]
+        assert declared == real, name
