@@ -76,7 +76,7 @@ class NvmlMock:
 
     def __getattr__(self, name: str) -> Any:
         # Constants, structures and NVMLError classes come straight from pynvml.
-        if name.startswith("__"):
+        if name.startswith("_"):
             raise AttributeError(name)
         value = getattr(pynvml, name, None)
         if value is None:
@@ -463,6 +463,6 @@ def _check_ecc_args(error_type: int, counter_type: int) -> None:
 
 def __getattr__(name: str) -> Any:
     """Module-level access to pynvml's constants and classes: `nvml_mock.nvml.NVMLError_Timeout`."""
-    if not name.startswith("nvml") and hasattr(pynvml, name):
+    if not name.startswith(("nvml", "_")) and hasattr(pynvml, name):
         return getattr(pynvml, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
