@@ -61,7 +61,7 @@ _PCI = re.compile(r"^(?:(?P<domain>[0-9a-fA-F]{4,8}):)?(?P<bus>[0-9a-fA-F]{1,2})
 def load_config(path: str | Path) -> NodeConfig:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), "", f"cannot read the file ({exc.strerror}); "
                           "create one with `brix nvml-mock init --config FILE`") from exc

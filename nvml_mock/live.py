@@ -54,7 +54,7 @@ class LiveConfig:
     def _load_strict(self) -> NodeConfig:
         signature = self._stat()
         try:
-            text = self.path.read_text()
+            text = self.path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(str(self.path), "", f"cannot read the file ({exc.strerror}); create one with "
                               "`brix nvml-mock init --config FILE`") from exc
@@ -77,7 +77,7 @@ class LiveConfig:
         if not self._racy:
             return False
         try:
-            text = self.path.read_text()
+            text = self.path.read_text(encoding="utf-8")
         except OSError:
             return False
         if text != self._text:
@@ -97,7 +97,7 @@ class LiveConfig:
                     self.last_error = None
                 except ConfigError as exc:
                     try:  # remember the bad file so that it is not re-parsed on every call
-                        bad_text = self.path.read_text()
+                        bad_text = self.path.read_text(encoding="utf-8")
                     except OSError:
                         bad_text = ""
                     self._remember(self._stat(), bad_text)
@@ -125,7 +125,7 @@ def write_raw(path: str | Path, raw: dict[str, Any]) -> NodeConfig:
     text = dumps(raw)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -145,7 +145,7 @@ def update_config(path: str | Path, change: Callable[[dict[str, Any]], T]) -> tu
     path = Path(path)
     with _locked(path):
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(str(path), "", f"cannot read the file ({exc.strerror}); create one with "
                               "`brix nvml-mock init --config FILE`") from exc

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pynvml
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from nvml_mock.config import load_config, loads, stable_uuid
+from nvml_mock import builders
+from nvml_mock.config import load_config, loads, parse_config, stable_uuid
 from nvml_mock.model import ConfigError
+from nvml_mock.tomlw import dumps
 
 # The shape of AIBrix's hack/gpu_mock_conf.toml: node [gpus], cards as [gpus.N], Ascend tables.
 AIBRIX_SAMPLE = """
@@ -147,3 +153,30 @@ def test_init_error_accepts_names_and_codes() -> None:
     short = loads('[gpus]\nnvml_init_error = "driver_not_loaded"\n', "x.toml")
     code = loads('[gpus]\nnvml_init_error = 9\n', "x.toml")
     assert by_name.nvml_init_error == short.nvml_init_error == code.nvml_init_error == 9
+
+
+def test_inject_into_an_aibrix_file_keeps_its_dotted_tables(tmp_path: Path) -> None:
+    from nvml_mock import faults
+    from nvml_mock.live import update_config
+
+    path = tmp_path / "aibrix.toml"
+    path.write_text(AIBRIX_SAMPLE)
+    update_config(path, lambda raw: faults.add_dram_ue(raw, 1, 2))
+    update_config(path, lambda raw: faults.heal_gpu(raw, 0))
+    text = path.read_text()
+    assert "[gpus.1]" in text and "[gpus-1]" not in text
+    config = load_config(path)
+    assert config.gpus[1].dram_ue == 2
+    assert config.gpus[0].faults() == []
+    assert config.gpus[0].uuid == "GPU-11111111-2222-3333-4444-555555555555"  # heal keeps identity
+
+
+@settings(max_examples=40, deadline=None)
+@given(gpus=st.integers(0, 9), layout=st.sampled_from(["all", "pairs", "none"]),
+       fault=st.fixed_dictionaries({}, optional={
+           "dram_ue": st.integers(0, 2**40), "remapping_pending": st.booleans(), "temperature_c": st.integers(0, 120),
+           "crictl_xid": st.lists(st.integers(1, 200), max_size=3), "serial": st.text(max_size=12)}))
+def test_written_configs_read_back_unchanged(gpus: int, layout: str, fault: dict[str, Any]) -> None:
+    raw = builders.node_config(gpus=gpus, nvlink=layout, faults={0: fault}, npus=1, npu_faults={(0, 0): [0x80E01801]})
+    assert tomllib.loads(dumps(raw)) == raw
+    assert loads(dumps(raw), "x.toml") == parse_config(raw, "x.toml")
