@@ -69,7 +69,7 @@ async def models_loop(session, store: EndpointStore, refresh_s: float, timeout_s
         if ok:
             store.set_models(eid, cards or [])
         else:
-            store.set_ready(eid, False)
+            store.set_unhealthy(eid)
 
     while True:
         ids = store.endpoint_ids()

@@ -21,6 +21,7 @@ class _Entry:
     metrics: EndpointMetrics = EndpointMetrics()
     discovered_ready: bool = True    # Kubernetes Ready condition / static: last /v1/models fetch OK
     reachable: bool = True           # false after repeated scrape or connect failures
+    healthy: bool = True             # false while /health answers 5xx or /v1/models fails
     models_known: bool = False
 
 
@@ -61,9 +62,15 @@ class EndpointStore:
         models = frozenset(str(c.get("id")) for c in cards if c.get("id"))
         entry.model_cards = tuple(cards)
         entry.models_known = True
-        entry.reachable = True
-        if models != entry.models:
+        if models != entry.models or not entry.healthy:
             entry.models = models
+            entry.healthy = True
+            self._reindex()
+
+    def set_unhealthy(self, eid: str) -> None:
+        entry = self._entries.get(eid)
+        if entry is not None and entry.healthy:
+            entry.healthy = False
             self._reindex()
 
     def set_ready(self, eid: str, reachable: bool) -> None:
@@ -108,7 +115,7 @@ class EndpointStore:
         inflight = self._in_flight
         for eid in self._by_model.get(model, ()):
             e = self._entries[eid]
-            if eid in exclude or not (e.discovered_ready and e.reachable):
+            if eid in exclude or not (e.discovered_ready and e.reachable and e.healthy):
                 continue
             out.append(EndpointState(eid, e.models, e.metrics, inflight.get(eid, 0), True))
         return out
@@ -123,18 +130,18 @@ class EndpointStore:
         return self._in_flight.get(eid, 0)
 
     def ready_count(self) -> int:
-        return sum(1 for e in self._entries.values() if e.discovered_ready and e.reachable and e.models_known)
+        return sum(1 for e in self._entries.values() if e.discovered_ready and e.reachable and e.healthy and e.models_known)
 
     def model_cards(self) -> list[dict[str, object]]:
         """The union of the ready endpoints' /v1/models cards, one per model id."""
         seen: dict[str, dict[str, object]] = {}
         for e in self._entries.values():
-            if not (e.discovered_ready and e.reachable):
+            if not (e.discovered_ready and e.reachable and e.healthy):
                 continue
             for card in e.model_cards:
                 seen.setdefault(str(card.get("id")), card)
         return list(seen.values())
 
     def describe(self) -> list[dict[str, object]]:
-        return [{"endpoint": e.id, "ready": e.discovered_ready and e.reachable, "models": sorted(e.models),
+        return [{"endpoint": e.id, "ready": e.discovered_ready and e.reachable and e.healthy, "models": sorted(e.models),
                  "in_flight": self._in_flight.get(e.id, 0)} for e in self._entries.values()]
