@@ -52,6 +52,8 @@ def run_init(settings: InitSettings) -> str:
         config = builders.write_config(settings.config, raw)
     except (ValueError, ConfigError) as exc:
         raise UsageError(str(exc)) from exc
+    except OSError as exc:
+        raise UsageError(_write_hint(settings.config, exc)) from exc
     return f"wrote {settings.config}: {len(config.gpus)} x {settings.model} on node {config.node_name}" + (
         f", {settings.npus} Ascend card(s)" if settings.npus else "")
 
@@ -110,8 +112,15 @@ def run_inject(settings: InjectSettings, now: float | None = None) -> str:
 
     try:
         done, _ = update_config(settings.config, change)
+    except OSError as exc:
+        raise UsageError(_write_hint(settings.config, exc)) from exc
     except ValueError as exc:
         raise UsageError(f"{settings.config}: {exc}") from exc
     except ConfigError as exc:
         raise UsageError(f"{exc} (the file was not changed)") from exc
     return "\n".join(done)
+
+
+def _write_hint(path: Path, exc: OSError) -> str:
+    return (f"cannot write {path} or {path.name}.lock beside it ({exc.strerror or exc}); the directory must be "
+            "writable — a Kubernetes ConfigMap volume is not: copy the file to an emptyDir first")

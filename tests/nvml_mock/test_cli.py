@@ -88,3 +88,10 @@ def test_missing_or_broken_config_exits_2(tmp_path: Path, capsys: pytest.Capture
     assert code == 2 and f"{bad}: gpus-0.dram_ue: expected an integer" in err
     code, _, err = _brix(capsys, "show")
     assert code == 2 and "--config FILE is required" in err
+
+
+def test_unwritable_config_is_a_clear_error(write_node: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    path, _ = write_node(gpus=1)
+    (path.parent / (path.name + ".lock")).mkdir()  # the lock file cannot be created (works as root too)
+    code, _, err = _brix(capsys, "inject", "--config", str(path), "--gpu", "0", "--xid", "79")
+    assert code == 2 and "must be writable" in err and str(path) in err
