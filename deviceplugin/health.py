@@ -98,7 +98,9 @@ class HealthWatcher:
                     self._fold(event.device_id, [f"critical XID {event.xid}"])
                 else:
                     kv(log, "XID ignored by policy", device=event.device_id, xid=event.xid)
-            if not events:
+            if any(e.device_id is None for e in events):
+                await asyncio.sleep(self.event_timeout)  # a failing event path must not spin
+            elif not events:
                 await asyncio.sleep(0)
 
     async def _poll_loop(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -63,3 +63,17 @@ async def test_stale_plugin_socket_is_replaced(brix_process, kubelet, kubelet_di
         assert len((await next_update(client.watch())).devices) == 1
     finally:
         await client.close()
+
+
+async def test_rejected_registration_is_retried(brix_process, kubelet, kubelet_dir, mock_config):
+    kubelet.reject_with = "resource nvidia.com/gpu is already registered"
+    config = mock_config(gpus=1)
+    proc = brix_process("dp", *plugin_args(kubelet_dir, config), wait=False)
+    deadline = time.monotonic() + 20
+    while "registration at kubelet failed" not in proc.log_path.read_text(errors="replace"):
+        assert proc.alive() and time.monotonic() < deadline, proc.log_tail()
+        await asyncio.sleep(0.1)
+    assert "already registered" in proc.log_tail()
+    kubelet.reject_with = ""
+    request = await kubelet.wait_registrations(1, timeout=15)
+    assert request.endpoint == "brix-gpu.sock"
