@@ -24,7 +24,6 @@ import ctypes
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import pynvml
 from pynvml import NVMLError  # noqa: F401  (re-exported: `except nvml_mock.nvml.NVMLError`)
 
 from nvml_mock.config import normalize_pci
+from nvml_mock.events import EventSetState, next_xid
 from nvml_mock.live import LiveConfig
 from nvml_mock.model import COMPUTE_CAPABILITY, GpuCard, NodeConfig
 
@@ -53,13 +53,6 @@ def _error(code: int) -> pynvml.NVMLError:
     return pynvml.NVMLError(code)
 
 
-@dataclass
-class _EventSet:
-    masks: dict[int, int] = field(default_factory=dict)  # card index -> registered event types
-    delivered: set[tuple[str, int, int]] = field(default_factory=set)
-    freed: bool = False
-
-
 class NvmlMock:
     """One simulated NVML library instance (init refcount, handles, event sets)."""
 
@@ -72,7 +65,7 @@ class NvmlMock:
         self._lock = threading.Lock()
         self._refcount = 0
         self._handles: list[Any] = []
-        self._event_sets: list[_EventSet] = []
+        self._event_sets: list[EventSetState] = []
 
     def __getattr__(self, name: str) -> Any:
         # Constants, structures and NVMLError classes come straight from pynvml.
@@ -361,11 +354,11 @@ class NvmlMock:
     def nvmlEventSetCreate(self) -> Any:
         self._config()
         with self._lock:
-            self._event_sets.append(_EventSet())
+            self._event_sets.append(EventSetState())
             address = _EVENT_SET_BASE + 0x10 * len(self._event_sets)
         return ctypes.cast(ctypes.c_void_p(address), pynvml.c_nvmlEventSet_t)
 
-    def _event_set(self, eventSet: Any) -> _EventSet:
+    def _event_set(self, eventSet: Any) -> EventSetState:
         if not isinstance(eventSet, pynvml.c_nvmlEventSet_t):
             raise _error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         offset = (ctypes.cast(eventSet, ctypes.c_void_p).value or 0) - _EVENT_SET_BASE
@@ -380,14 +373,15 @@ class NvmlMock:
         if eventTypes & ~SUPPORTED_EVENT_TYPES:
             raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
         with self._lock:
-            event_set.masks[card.index] = event_set.masks.get(card.index, 0) | eventTypes
+            event_set.register(card.index, eventTypes)
 
     def nvmlEventSetWait_v2(self, eventSet: Any, timeoutms: int) -> Any:
         deadline = self._clock() + max(0, timeoutms) / 1000.0
         while True:
             config = self._config()
             event_set = self._event_set(eventSet)
-            found = self._take_event(event_set, config)
+            with self._lock:
+                found = next_xid(event_set, config)
             if found is not None:
                 index, xid = found
                 data = pynvml.c_nvmlEventData_t()
@@ -411,26 +405,6 @@ class NvmlMock:
         with self._lock:
             event_set.freed = True
             event_set.masks.clear()
-
-    def _take_event(self, event_set: _EventSet, config: NodeConfig) -> tuple[int, int] | None:
-        """The next XID this set has not delivered: crictl_xid values first, then [[xid_events]]."""
-        xid_bit = pynvml.nvmlEventTypeXidCriticalError
-        with self._lock:
-            wanted = {i for i, mask in event_set.masks.items() if mask & xid_bit and i < len(config.gpus)}
-            if not wanted:
-                return None
-            for index in sorted(wanted):
-                for position, xid in enumerate(config.gpus[index].crictl_xid):
-                    key = ("crictl", index, position)
-                    if key not in event_set.delivered:
-                        event_set.delivered.add(key)
-                        return index, xid
-            for event in config.xid_events:
-                key = ("event", event.seq, 0)
-                if event.gpu in wanted and key not in event_set.delivered:
-                    event_set.delivered.add(key)
-                    return event.gpu, event.xid
-        return None
 
 
 def _pci_info(card: GpuCard) -> Any:
