@@ -37,6 +37,20 @@ class Outcome:
     usage_known: bool = False
     stream_events: int = 0
     error: str = ""
+    tail: bytes = b""          # last bytes of a stream: where the usage chunk and [DONE] are
+    streamed: bool = False
+
+    @property
+    def stream_complete(self) -> bool:
+        return self.streamed and b"data: [DONE]" in self.tail
+
+    def settle_usage(self) -> None:
+        """Read usage from the stream tail (call once, also when the client left after [DONE])."""
+        if self.streamed and not self.usage_known:
+            usage = find_usage(self.tail)
+            if usage:
+                self.prompt_tokens, self.completion_tokens = usage
+                self.usage_known = True
 
 
 def upstream_headers(request: web.Request, request_id: str, strategy: str, drop_auth: bool) -> dict[str, str]:
@@ -60,9 +74,10 @@ async def open_upstream(session: aiohttp.ClientSession, url: str, body: bytes, h
 
 
 async def relay(request: web.Request, resp: aiohttp.ClientResponse, request_id: str, started: float,
-                timeouts: TimeoutSettings, extra_headers: dict[str, str]) -> tuple[web.StreamResponse, Outcome]:
-    """Copy the upstream response to the client as it arrives."""
-    out = Outcome(status=resp.status)
+                timeouts: TimeoutSettings, extra_headers: dict[str, str], out: Outcome) -> web.StreamResponse:
+    """Copy the upstream response to the client as it arrives, filling `out` as it goes (so the
+    caller still knows what happened when the client disconnects mid-way)."""
+    out.status = resp.status
     headers = {"x-request-id": request_id, **extra_headers}
     for name in _KEEP_RESPONSE:
         value = resp.headers.get(name)
@@ -80,11 +95,11 @@ async def relay(request: web.Request, resp: aiohttp.ClientResponse, request_id: 
         if usage:
             out.prompt_tokens, out.completion_tokens = usage
             out.usage_known = True
-        return web.Response(body=data, status=resp.status, headers=headers), out
+        return web.Response(body=data, status=resp.status, headers=headers)
 
+    out.streamed = True
     client = web.StreamResponse(status=resp.status, headers=headers)
     await client.prepare(request)
-    tail = b""
     content = resp.content
     try:
         while True:
@@ -101,7 +116,7 @@ async def relay(request: web.Request, resp: aiohttp.ClientResponse, request_id: 
             if out.ttft_s is None:
                 out.ttft_s = time.monotonic() - started
             out.stream_events += chunk.count(b"data:")
-            tail = (tail + chunk)[-8192:]
+            out.tail = (out.tail + chunk)[-8192:]
             await client.write(chunk)
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
         out.error = f"upstream stream broke: {type(exc).__name__}"
@@ -110,9 +125,5 @@ async def relay(request: web.Request, resp: aiohttp.ClientResponse, request_id: 
                                + b"\n\n")
         except (ConnectionError, RuntimeError):
             pass
-    usage = find_usage(tail)
-    if usage:
-        out.prompt_tokens, out.completion_tokens = usage
-        out.usage_known = True
     await client.write_eof()
-    return client, out
+    return client

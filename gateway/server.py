@@ -69,6 +69,7 @@ class Gateway:
         status = 500
         key: ApiKey | None = None
         outcome: proxy.Outcome | None = None
+        rreq: RoutingRequest | None = None
         try:
             key = self.admission.authenticate(request.headers.get("Authorization"))
             try:
@@ -121,14 +122,14 @@ class Gateway:
                         extra = {"x-brix-endpoint": endpoint}
                         if rreq.headers["x-session-id"]:
                             extra["x-session-id"] = rreq.headers["x-session-id"]
-                        response, outcome = await proxy.relay(request, resp, request_id, started,
-                                                              self.settings.timeouts, extra)
+                        outcome = proxy.Outcome()
+                        response = await proxy.relay(request, resp, request_id, started,
+                                                     self.settings.timeouts, extra, outcome)
                         status = outcome.status if not outcome.error else 502
                     finally:
                         resp.close()
                 finally:
                     self.store.release(endpoint)
-                self._account(key, model, rreq, body, outcome)
                 return response
             raise RoutingError(502, f"could not connect to any endpoint for model {model!r} after "
                                f"{len(tried)} attempt(s)", "upstream_connect_failed", "service_unavailable")
@@ -148,9 +149,15 @@ class Gateway:
             return error_response(502, f"the engine failed: {type(exc).__name__}: {exc}", "upstream_error",
                                   "upstream_error", request_id)
         except asyncio.CancelledError:
-            status = 499     # client went away; the upstream request was closed with it
+            # the client went away; the upstream request was closed with it. A client that read
+            # the whole stream and hung up before our end-of-stream still counts as served.
+            status = 200 if outcome is not None and outcome.stream_complete else 499
+            if outcome is not None:
+                outcome.status = status
             raise
         finally:
+            if rreq is not None and outcome is not None:
+                self._account(key, model, rreq, outcome)
             elapsed = time.monotonic() - started
             self.stats.requests.labels(model, strategy, endpoint, str(status)).inc()
             if status == 200:
@@ -177,9 +184,9 @@ class Gateway:
         if "prefix.imbalanced" in notes:
             self.stats.prefix_imbalanced.inc()
 
-    def _account(self, key: ApiKey | None, model: str, rreq: RoutingRequest, body: dict[str, Any],
-                 outcome: proxy.Outcome | None) -> None:
-        if outcome is None or outcome.status != 200:
+    def _account(self, key: ApiKey | None, model: str, rreq: RoutingRequest, outcome: proxy.Outcome) -> None:
+        outcome.settle_usage()
+        if outcome.status != 200:
             return
         if not outcome.usage_known and outcome.stream_events:
             outcome.prompt_tokens, outcome.completion_tokens = estimate_stream_usage(rreq.prompt, outcome.stream_events)
