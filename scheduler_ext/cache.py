@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler_ext.gpu import NodeGpus, node_gpus
+from scheduler_ext.index import NodeIndex
 from scheduler_ext.model import PodRequest, pod_request
 
 
@@ -43,6 +44,7 @@ class NodeCache:
     def __init__(self, resources: frozenset[str], pending_limit: int = 10_000) -> None:
         self.resources = resources
         self.nodes: dict[str, NodeState] = {}
+        self.index = NodeIndex(resources)
         self.pods: dict[str, BoundPod] = {}
         self.pods_by_node: dict[str, set[str]] = {}  # uids bound to a node even before it is known
         # pods seen by /filter, so that /bind (which carries only names) knows their requests
@@ -69,9 +71,11 @@ class NodeCache:
                     self._count_model(self.pods[uid], old_type, -1)
                     self._count_model(self.pods[uid], gpus.gpu_type, +1)
             state.gpus = gpus
+        self.index.upsert(gpus, state.used)
 
     def delete_node(self, name: str) -> None:
         self.nodes.pop(name, None)
+        self.index.delete(name)
 
     def replace_nodes(self, nodes: list[dict[str, Any]]) -> None:
         names = {str((n.get("metadata") or {}).get("name")) for n in nodes}
@@ -155,6 +159,7 @@ class NodeCache:
     def _account(self, state: NodeState, pod: BoundPod, sign: int) -> None:
         for res, n in pod.requests.items():
             state.used[res] = state.used.get(res, 0) + sign * n
+            self.index.set_used(state.gpus.name, res, state.used[res])
         if sign > 0:
             state.pods.add(pod.uid)
         else:

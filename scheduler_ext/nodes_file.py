@@ -18,7 +18,8 @@ def load(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     Pods with spec.nodeName count as already using their GPUs (handy for fixtures).
     """
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        docs = [d for d in yaml.load_all(path.read_text(), Loader=loader) if d is not None]
     except OSError as exc:
         raise NodesFileError(f"{path}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:

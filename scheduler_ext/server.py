@@ -7,6 +7,7 @@ POST /filter, /prioritize, /bind, /preempt (kube-scheduler extender protocol); G
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import ssl
@@ -14,12 +15,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from brix.logs import kv
-from scheduler_ext import nodes_file
+from scheduler_ext import fastpath, nodes_file
 from scheduler_ext.cache import NodeCache, NodeState
 from scheduler_ext.filter import filter_nodes
 from scheduler_ext.gpu import node_gpus
@@ -43,7 +45,7 @@ from scheduler_ext.model import (
     pod_request,
 )
 from scheduler_ext.preempt import Candidate, candidates_from_cache, preempt
-from scheduler_ext.prioritize import encode_scores, score_nodes
+from scheduler_ext.prioritize import CostView, encode_scores, score_nodes
 from scheduler_ext.settings import Settings
 from scheduler_ext.solvers import melange
 from scheduler_ext.solvers.profiles import InputError, profile_from_doc
@@ -100,8 +102,49 @@ class Extender:
             states[gpus.name] = NodeState(gpus, used, host_prefix='{"Host":' + json.dumps(gpus.name) + ',"Score":')
         return names, states
 
+    def _fast_args(self, body: bytes) -> tuple[dict[str, Any], list[str], Any] | None:
+        """(pod, names, slots) for a NodeNames request in Go's compact encoding, with the NodeNames
+        list (always the last field) looked up by its raw bytes instead of parsed again. None when
+        the body does not have that shape; the caller then parses it the general way."""
+        k = body.rfind(b',"NodeNames":[')
+        if k <= 0 or not body.endswith(b"]}"):
+            return None
+        key = body[k + 13:-1]
+        try:
+            head = json.loads(body[:k] + b"}")
+        except ValueError:
+            return None
+        if not isinstance(head, dict) or not isinstance(head.get("Pod"), dict):
+            return None
+        index = self.cache.index
+        found = index.slots_for(key, None)
+        if found is None:
+            try:
+                names = json.loads(key)
+            except ValueError:
+                return None
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                return None
+            found = index.slots_for(key, names)
+            assert found is not None
+        parse_extender_args({"Pod": head["Pod"], "NodeNames": []})  # validates the Pod
+        return head["Pod"], found[0], found[1]
+
     # ------------------------------------------------------------------ verbs
     def filter(self, body: bytes) -> bytes:
+        fast = self._fast_args(body)
+        if fast is not None:
+            pod_raw, names, slots = fast
+            try:
+                pod, allowed, _slo, _policy = self._pod_and_rules(pod_raw)
+            except WireError:
+                raise
+            except ValueError as exc:
+                return filter_result_json(FilterResult(unresolvable={n: str(exc) for n in names}))
+            if len(pod.requests) == 1:
+                self.cache.remember_pending(pod)
+                ((res, need),) = pod.requests.items()
+                return fastpath.filter_json(self.cache.index, names, slots, res, need, allowed)
         args = parse_extender_args(loads(body))
         names, states = self._nodes_for(args)
         try:
@@ -120,6 +163,20 @@ class Extender:
         return filter_result_json(result)
 
     def prioritize(self, body: bytes) -> bytes:
+        fast = self._fast_args(body)
+        if fast is not None:
+            pod_raw, names, slots = fast
+            try:
+                pod, _allowed, slo, policy = self._pod_and_rules(pod_raw)
+            except WireError:
+                raise
+            except ValueError:
+                return fastpath.scores_json(self.cache.index, names, slots, np.zeros(len(names), dtype=np.int64))
+            if len(pod.requests) == 1:
+                policy, cost = self._policy(pod, slo, policy)
+                ((res, need),) = pod.requests.items()
+                values = fastpath.scores(self.cache.index, slots, res, need, policy, cost)
+                return fastpath.scores_json(self.cache.index, names, slots, values)
         args = parse_extender_args(loads(body))
         names, states = self._nodes_for(args)
         try:
@@ -128,6 +185,10 @@ class Extender:
             raise
         except ValueError:
             return encode_scores(names, [0] * len(names), states)
+        policy, cost = self._policy(pod, slo, policy)
+        return encode_scores(names, score_nodes(pod, names, states, policy, cost), states)
+
+    def _policy(self, pod: PodRequest, slo: Slo | None, policy: str) -> tuple[str, CostView | None]:
         cost = None
         if policy in ("", "cost") and pod.requests:
             model = pod.model
@@ -137,7 +198,7 @@ class Extender:
             policy = "cost" if cost is not None else self.settings.default_policy
         elif policy == "cost" and cost is None:
             policy = self.settings.default_policy
-        return encode_scores(names, score_nodes(pod, names, states, policy, cost), states)
+        return policy, cost
 
     async def bind(self, body: bytes) -> bytes:
         args = parse_binding_args(loads(body))
@@ -360,6 +421,8 @@ async def serve(settings: Settings) -> None:
         kv(log, "nodes loaded", file=str(settings.nodes_file), nodes=len(nodes), bound_pods=len(cache.pods))
     if settings.workloads_file is not None:
         _solve_workloads(ext, settings)
+    gc.collect()
+    gc.freeze()  # the loaded cache is long-lived: keep it out of every later GC pass
     loop = asyncio.get_running_loop()
     if api_client is not None:
         from scheduler_ext.informer import Informer

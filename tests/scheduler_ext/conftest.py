@@ -58,7 +58,7 @@ def args_nodes(p: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, Any]
 
 
 def http(method: str, url: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    data = raw if raw is not None else (json.dumps(body, separators=(",", ":")).encode() if body is not None else None)
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:

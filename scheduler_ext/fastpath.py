@@ -1,0 +1,104 @@
+"""Vectorised filter and prioritize for the common call: NodeNames and a pod asking for one
+managed resource. Same answers as filter.py / prioritize.py (tests compare them), computed over
+the NodeIndex arrays and written straight to JSON from precomputed fragments. Pure: no I/O."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from scheduler_ext.gpu import matches
+from scheduler_ext.index import NodeIndex
+from scheduler_ext.model import MAX_PRIORITY
+from scheduler_ext.prioritize import CostView
+
+NOT_CACHED = "node is not in the extender's cache yet"
+
+
+def _columns(index: NodeIndex, slots: np.ndarray, resource: str):
+    known = slots >= 0
+    s = np.where(known, slots, 0)
+    k = index.res_id[resource]
+    has = index.has[k, s] & known
+    alloc = index.alloc[k, s]
+    free = alloc - index.used[k, s]
+    return known, s, has, alloc, free
+
+
+def _fragments(keys: np.ndarray, rows: np.ndarray, quoted: np.ndarray, reason_of) -> list[str]:
+    """'"name":"reason"' per node, formatting each distinct reason once. `keys` is one int64 per
+    node that is equal exactly when the reasons are; `rows` holds the values the reason is made of."""
+    if len(keys) == 0:
+        return []
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    texts = np.array([":" + json.dumps(reason_of(tuple(int(v) for v in rows[i]))) for i in first], dtype=object)
+    return (quoted + texts[inverse.reshape(-1)]).tolist()
+
+
+def filter_json(index: NodeIndex, names: list[str], slots: np.ndarray, resource: str, need: int,
+                allowed: frozenset[str] | None) -> bytes:
+    known, s, has, alloc, free = _columns(index, slots, resource)
+    type_ok = index.type_mask(allowed)[index.types_of[s]]
+    never = known & (~has | (alloc < need) | ~type_ok)
+    ok = known & ~never & (free >= need)
+    short = known & ~never & ~ok
+    passing = index.quoted[s[ok]].tolist()
+
+    def short_reason(row: tuple[int, ...]) -> str:
+        return f"needs {need} {resource}, {row[0]} free"
+
+    short_free = free[short]
+    failed = _fragments(short_free, short_free.reshape(-1, 1), index.quoted[s[short]], short_reason)
+    failed += [json.dumps(names[i]) + ":" + json.dumps(NOT_CACHED) for i in np.flatnonzero(~known)]
+
+    def never_reason(row: tuple[int, ...]) -> str:
+        h, total, unhealthy, tid, tok = row
+        if not h:
+            return f"node has no {resource}"
+        if total < need:
+            extra = f" ({unhealthy} unhealthy)" if unhealthy else ""
+            return f"needs {need} {resource}, node has {total} in total{extra}"
+        return (f"GPU type {index.types[tid] or 'unknown'} is not among the pod's allowed types "
+                f"({', '.join(sorted(allowed or ()))})")
+
+    ns = s[never]
+    rows = np.stack([has[never].astype(np.int64), alloc[never], index.unhealthy[ns], index.types_of[ns],
+                     type_ok[never].astype(np.int64)], axis=1)
+    # one integer per distinct reason: a type's name only matters when the type is excluded
+    type_key = np.where(rows[:, 4] == 1, -1, rows[:, 3])
+    keys = (((rows[:, 0] * 2 + rows[:, 4]) * 2**16 + (type_key + 1)) * 2**24 + np.clip(rows[:, 1], 0, 2**24 - 1)) \
+        * 2**12 + np.clip(rows[:, 2], 0, 2**12 - 1)
+    unresolvable = _fragments(keys, rows, index.quoted[ns], never_reason)
+    return ('{"Nodes":null,"NodeNames":[' + ",".join(passing) + '],"FailedNodes":{' + ",".join(failed)
+            + '},"FailedAndUnresolvableNodes":{' + ",".join(unresolvable) + '},"Error":""}').encode()
+
+
+def scores(index: NodeIndex, slots: np.ndarray, resource: str, need: int, policy: str,
+           cost: CostView | None) -> np.ndarray:
+    known, s, has, alloc, free = _columns(index, slots, resource)
+    fits = known & has & (alloc > 0) & (free >= need)
+    if policy == "cost" and cost is not None and cost.efficiency:
+        best = max(cost.efficiency.values()) or 1.0
+        table = np.zeros(len(index.types) or 1, dtype=np.int64)
+        for tid, names in enumerate(index.type_names):
+            for ptype, eff in cost.efficiency.items():
+                if matches(ptype, names):
+                    rel = eff / best
+                    table[tid] = 5 + round(5 * rel) if cost.deficit.get(ptype, 0) > 0 else round(4 * rel)
+                    break
+        return np.where(fits, table[index.types_of[s]], 0)
+    total = np.where(alloc > 0, alloc, 1)
+    if policy == "spread":
+        raw = (MAX_PRIORITY * (free - need) + total // 2) // total
+    else:
+        raw = (MAX_PRIORITY * (alloc - free + need) + total // 2) // total
+    return np.where(fits, np.clip(raw, 0, MAX_PRIORITY), 0)
+
+
+def scores_json(index: NodeIndex, names: list[str], slots: np.ndarray, values: np.ndarray) -> bytes:
+    if len(slots) and slots.min() >= 0:
+        return ("[" + ",".join(index.entries[slots, values].tolist()) + "]").encode()
+    parts = [index.entries[s, v] if s >= 0 else '{"Host":' + json.dumps(n) + ',"Score":' + str(int(v)) + "}"
+             for n, s, v in zip(names, slots.tolist(), values.tolist(), strict=True)]
+    return ("[" + ",".join(parts) + "]").encode()
