@@ -22,16 +22,16 @@ def _seconds(raw: str) -> float:
 
 def add_plugin_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resource", default=None,
-                   help="extended resource name to advertise (default: nvidia.com/gpu, or "
-                        "huawei.com/Ascend910 with --backend ascend)")
+                   help="extended resource name to advertise; unset: nvidia.com/gpu, or "
+                        "huawei.com/Ascend910 with --backend ascend")
     p.add_argument("--kubelet-dir", default="/var/lib/kubelet/device-plugins",
                    help="kubelet device-plugin folder holding kubelet.sock; the plugin socket goes here too")
     p.add_argument("--socket-name", default=None,
-                   help="file name of the plugin socket in --kubelet-dir (default: brix-<resource suffix>.sock)")
+                   help="file name of the plugin socket in --kubelet-dir; unset: brix-<resource suffix>.sock")
     p.add_argument("--backend", default="nvml", choices=["nvml", "ascend"],
                    help="accelerator library: NVML (pynvml) for NVIDIA GPUs, DCMI for Ascend NPUs")
     p.add_argument("--mock-config", default=None,
-                   help="nvml_mock TOML file: serve simulated devices instead of the real driver")
+                   help="nvml_mock TOML file: serve simulated devices instead of the real driver; unset: real driver")
     p.add_argument("--device-id-strategy", default="uuid", choices=["uuid", "index"],
                    help="device ids sent to kubelet: GPU UUIDs or NVML indices (Ascend ids are always Ascend910-N)")
     p.add_argument("--allocation-policy", default="topology", choices=["topology", "index"],
