@@ -73,6 +73,10 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     socket_name = args.socket_name or f"brix-{resource.split('/', 1)[1].lower()}.sock"
     if "/" in socket_name or socket_name == "kubelet.sock":
         raise UsageError(f"--socket-name {socket_name!r} must be a plain file name other than kubelet.sock")
+    longest = max(len(str(Path(args.kubelet_dir) / socket_name)), len(str(Path(args.kubelet_dir) / "kubelet.sock")))
+    if longest > 107:
+        raise UsageError(f"--kubelet-dir {args.kubelet_dir!r} is too long: unix socket paths must stay under 108 "
+                         f"bytes ({longest} here); use a shorter folder")
     strategies = tuple(s.strip() for s in args.device_list_strategy.split(",") if s.strip())
     bad = [s for s in strategies if s not in DEVICE_LIST_STRATEGIES]
     if bad or not strategies:

@@ -37,3 +37,9 @@ def test_bad_flags_say_what_to_use(kubelet_dir, mock_config):
     assert result.returncode == 2 and "'nope' is not an XID number" in result.stderr
     result = brix_run("device-plugin", "--mock-config", str(kubelet_dir / "missing.toml"))
     assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def test_too_long_kubelet_dir_is_refused_before_serving(tmp_path, mock_config):
+    config = mock_config(gpus=1)
+    result = brix_run("device-plugin", "--kubelet-dir", "/tmp/" + "d" * 110, "--mock-config", str(config))
+    assert result.returncode == 2 and "under 108 bytes" in result.stderr
