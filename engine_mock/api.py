@@ -147,9 +147,17 @@ def parse_generate(body: dict[str, Any], chat: bool, default_seed: int, max_mode
 
 
 def output_pieces(prompt_text: str, seed: int, n: int) -> list[str]:
-    """The n output tokens: a deterministic function of (prompt, seed)."""
-    rng = random.Random((zlib.crc32(prompt_text.encode()) << 32) ^ (seed & 0xFFFFFFFF))
-    return rng.choices(WORDS, k=n)
+    """The n output tokens: a deterministic function of (prompt, seed) (a 64-bit LCG)."""
+    x = (zlib.crc32(prompt_text.encode()) << 20) ^ ((seed * 0x9E3779B97F4A7C15) & _MASK)
+    words, size = WORDS, len(WORDS)
+    out = []
+    for _ in range(n):
+        x = (x * 6364136223846793005 + 1442695040888963407) & _MASK
+        out.append(words[(x >> 33) % size])
+    return out
+
+
+_MASK = (1 << 64) - 1
 
 
 def usage(prompt: int, completion: int) -> dict[str, Any]:

@@ -87,6 +87,8 @@ class EngineMetrics(Collector):
         self.prompt_tokens = Hist(tokens)
         self.gen_tokens = Hist(tokens)
         self.iteration_tokens = Hist(one_two_five_buckets(16384))
+        # not a vLLM metric: how late (wall seconds) the event loop delivered each step's tokens
+        self.lateness = Hist((0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1))
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -169,6 +171,8 @@ class EngineMetrics(Collector):
             ("vllm:request_generation_tokens", "Number of generation tokens processed.", self.gen_tokens),
             ("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.",
              self.iteration_tokens),
+            ("engine_mock:step_lateness_seconds", "Wall seconds between a simulated step's end and the"
+             " delivery of its tokens (event-loop and OS scheduling delay; not a vLLM metric).", self.lateness),
         ):
             h = HistogramMetricFamily(name, doc, labels=label)
             h.add_metric(value, hist.buckets(), hist.sum)

@@ -34,6 +34,7 @@ from engine_mock.scheduler import Engine, RequestTooLarge
 log = logging.getLogger(__name__)
 JSON = "application/json"
 EMBEDDING_DIM = 256
+MIN_TIMER_S = 0.001
 LATE_SLACK_S = 0.005  # wall seconds of event-loop lateness absorbed without moving simulated time
 
 
@@ -85,6 +86,7 @@ class EngineServer:
         engine = self.engine
         wake = self._wake
         record = self.metrics.record
+        lateness = self.metrics.lateness
         slack = LATE_SLACK_S * self.speed
         while True:
             if not engine.has_work():
@@ -105,7 +107,11 @@ class EngineServer:
                 continue
             self._cursor = step.end
             delay = self.t0 + step.end / self.speed - loop.time()
-            await asyncio.sleep(delay if delay > 0 else 0)
+            # the selector rounds timeouts up to whole milliseconds: a sub-millisecond wait
+            # would cost a full one, so just yield to the handlers instead
+            await asyncio.sleep(delay if delay > MIN_TIMER_S else 0)
+            late = loop.time() - self.t0 - step.end / self.speed
+            lateness.observe(late if late > 0 else 0.0)
             record(step)
             for req in step.emitted:
                 waiter = req.waiter
