@@ -49,3 +49,16 @@ def test_max_loras_limit_and_missing_fields(start_engine) -> None:  # type: igno
     samples = eng.metrics()
     info = [k for k in samples if k.startswith("vllm:lora_requests_info")]
     assert len(info) == 1 and 'max_lora="2"' in info[0]
+
+
+def test_running_adapters_show_in_lora_requests_info(start_engine) -> None:  # type: ignore[no-untyped-def]
+    eng: EngineUnderTest = start_engine("--max-loras", "1", speed="1")
+    post(eng.v1 + "/load_lora_adapter", {"lora_name": "sql", "lora_path": "/p/sql"})
+    client = openai.OpenAI(base_url=eng.v1, api_key="x")
+    stream = client.completions.create(model="sql", prompt="select", max_tokens=30, stream=True)
+    next(iter(stream))  # the request is in the batch now
+    labels = [k for k in eng.metrics() if k.startswith("vllm:lora_requests_info")]
+    assert 'running_lora_adapters="sql"' in labels[0]
+    assert sum(1 for _ in stream) == 29
+    labels = [k for k in eng.metrics() if k.startswith("vllm:lora_requests_info")]
+    assert 'running_lora_adapters=""' in labels[0]
