@@ -145,6 +145,11 @@ class EngineMetrics(Collector):
         lora.add_metric([str(self.max_loras), ",".join(eng.running_loras()), ",".join(eng.waiting_loras())],
                         time.time())
         yield lora
+        cfg = GaugeMetricFamily("vllm:cache_config_info", "Information of the LLMEngine CacheConfig.",
+                                labels=["block_size", "cache_dtype", "enable_prefix_caching", "gpu_memory_utilization",
+                                        "num_cpu_blocks", "num_gpu_blocks"])
+        cfg.add_metric([str(eng.kv.block_size), "auto", "True", "0.9", "0", str(eng.kv.num_blocks)], 1.0)
+        yield cfg
         yield counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
                       c.prefix_queries)
         yield counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",

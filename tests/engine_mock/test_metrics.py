@@ -57,6 +57,13 @@ def test_prefix_hit_lowers_simulated_time_to_first_token(engine: EngineUnderTest
     assert other_cold > warm * 2
 
 
+def test_cache_config_info_carries_block_geometry(start_engine) -> None:  # type: ignore[no-untyped-def]
+    eng: EngineUnderTest = start_engine("--kv-blocks", "300", "--block-size", "32")
+    info = [k for k in eng.metrics() if k.startswith("vllm:cache_config_info")]
+    assert len(info) == 1
+    assert 'num_gpu_blocks="300"' in info[0] and 'block_size="32"' in info[0]
+
+
 def test_requests_queue_when_the_kv_cache_is_full(start_engine) -> None:  # type: ignore[no-untyped-def]
     # 8 blocks of 16 tokens; each request holds 3 prompt blocks at admission and grows to 5
     eng: EngineUnderTest = start_engine("--kv-blocks", "8", "--block-size", "16", speed="1")
