@@ -50,6 +50,10 @@ class Problem:
     time_limit_s: float = 10.0
     seed: int = 0
     workers: int = 1
+    max_candidates: int | None = 24
+    """Pods considered per adapter on large problems (None: all). Below this many pods the search is
+    complete; above it each adapter may go to its current pods, the greedy plan's pods and
+    max_candidates other pods (half least loaded, half drawn with the seed)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Plan:
     optimal: bool
     solve_ms: float
     reason: str = ""
+    restricted: bool = False  # the search was limited to candidate pods (see Problem.max_candidates)
 
     @property
     def moves(self) -> int:
@@ -70,6 +75,7 @@ class Plan:
     def to_json(self) -> dict[str, object]:
         return {
             "feasible": self.feasible, "optimal": self.optimal, "reason": self.reason,
+            "search": "restricted to candidate pods" if self.restricted else "complete",
             "placement": self.placement,
             "load": [{"adapter": a, "pod": p} for a, p in self.loads],
             "unload": [{"adapter": a, "pod": p} for a, p in self.unloads],
@@ -125,12 +131,13 @@ def solve(problem: Problem) -> Plan:
                                         f"{len(problem.pods)} pods")
         if required(a) and not any(p.memory_mib >= a.size_mib and p.slots > 0 for p in problem.pods):
             return _infeasible(started, f"adapter {a.name} ({a.size_mib} MiB) fits on no pod")
+    hint = greedy(problem)
+    candidates, restricted = _candidates(problem, hint)
     model = cp_model.CpModel()
     x: dict[tuple[str, str], cp_model.IntVar] = {}
     for a in problem.adapters:
-        for p in problem.pods:
-            if a.size_mib <= p.memory_mib and p.slots > 0:
-                x[(a.name, p.name)] = model.NewBoolVar(f"x[{a.name},{p.name}]")
+        for pname in candidates[a.name]:
+            x[(a.name, pname)] = model.NewBoolVar(f"x[{a.name},{pname}]")
     by_adapter: dict[str, list[cp_model.IntVar]] = {a.name: [] for a in problem.adapters}
     by_pod: dict[str, list[tuple[Adapter, cp_model.IntVar]]] = {p.name: [] for p in problem.pods}
     adapters = {a.name: a for a in problem.adapters}
@@ -156,9 +163,9 @@ def solve(problem: Problem) -> Plan:
     moves = [(1 - var) if key in current else var for key, var in x.items()]
     move_cost = max(1, round(problem.move_cost_rps * SCALE))
     model.Minimize(move_cost * sum(moves) + peak)
-    for key in current:
-        if key in x:
-            model.AddHint(x[key], 1)
+    hinted = {(a, p) for p, names in hint.items() for a in names}
+    for key, var in x.items():
+        model.AddHint(var, 1 if key in hinted else 0)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = problem.time_limit_s
     solver.parameters.random_seed = problem.seed
@@ -177,7 +184,80 @@ def solve(problem: Problem) -> Plan:
             chosen.add((a, p))
     loads = sorted(chosen - current)
     unloads = sorted(current - chosen)
-    return Plan(True, placement, loads, unloads, solver.Value(peak) / SCALE, status == cp_model.OPTIMAL, elapsed)
+    return Plan(True, placement, loads, unloads, solver.Value(peak) / SCALE,
+                status == cp_model.OPTIMAL and not restricted, elapsed, restricted=restricted)
+
+
+def _fits(adapter: Adapter, pod: EnginePod) -> bool:
+    return adapter.size_mib <= pod.memory_mib and pod.slots > 0
+
+
+def greedy(problem: Problem) -> dict[str, list[str]]:
+    """A quick plan (also the solver's starting hint): keep current placements that fit, then add
+    missing replicas, hottest adapters first, each to the least-loaded pod with room."""
+    pods = {p.name: p for p in problem.pods}
+    adapters = {a.name: a for a in problem.adapters}
+    placed: dict[str, list[str]] = {p.name: [] for p in problem.pods}
+    mem = dict.fromkeys(pods, 0)
+    load = dict.fromkeys(pods, 0)
+    for pname, names in problem.current.items():
+        for name in names:
+            a = adapters[name]
+            if len(placed[pname]) < pods[pname].slots and mem[pname] + a.size_mib <= pods[pname].memory_mib:
+                placed[pname].append(name)
+                mem[pname] += a.size_mib
+                load[pname] += share(a)
+    for a in sorted(problem.adapters, key=lambda a: (-a.rate, a.name)):
+        have = sum(1 for names in placed.values() if a.name in names)
+        for _ in range(required(a) - have):
+            options = [p for p in pods if a.name not in placed[p] and len(placed[p]) < pods[p].slots
+                       and mem[p] + a.size_mib <= pods[p].memory_mib]
+            if not options:
+                break
+            best = min(options, key=lambda p: (load[p], p))
+            placed[best].append(a.name)
+            mem[best] += a.size_mib
+            load[best] += share(a)
+    return placed
+
+
+def _candidates(problem: Problem, hint: dict[str, list[str]]) -> tuple[dict[str, list[str]], bool]:
+    """Pods each adapter may be placed on. An adapter without demand and without a minimum only
+    stays or goes (loading it elsewhere is a move that buys nothing), so that is exact."""
+    import random
+
+    current: dict[str, set[str]] = {a.name: set() for a in problem.adapters}
+    for pname, names in problem.current.items():
+        for name in names:
+            current[name].add(pname)
+    hinted: dict[str, set[str]] = {a.name: set() for a in problem.adapters}
+    for pname, names in hint.items():
+        for name in names:
+            hinted[name].add(pname)
+    limit = problem.max_candidates
+    restricted = limit is not None and len(problem.pods) > limit
+    if restricted:
+        load = {p.name: 0 for p in problem.pods}
+        adapters = {a.name: a for a in problem.adapters}
+        for pname, names in hint.items():
+            load[pname] = sum(share(adapters[n]) for n in names)
+        by_load = sorted(problem.pods, key=lambda p: (load[p.name], p.name))
+        rnd = random.Random(problem.seed)
+    out: dict[str, list[str]] = {}
+    for a in problem.adapters:
+        if a.rate <= 0 and a.min_replicas == 0:
+            out[a.name] = sorted(current[a.name])
+            continue
+        if not restricted:
+            out[a.name] = [p.name for p in problem.pods if _fits(a, p)]
+            continue
+        assert limit is not None
+        chosen = current[a.name] | hinted[a.name]
+        chosen.update(p.name for p in by_load[:limit // 2] if _fits(a, p))
+        chosen.update(p.name for p in rnd.sample(problem.pods, min(limit - limit // 2, len(problem.pods)))
+                      if _fits(a, p))
+        out[a.name] = sorted(chosen)
+    return out, restricted
 
 
 def _infeasible(started: float, reason: str) -> Plan:
@@ -203,6 +283,7 @@ def problem_from_doc(doc: object, where: str = "state") -> Problem:
     problem = Problem(pods, adapters, {str(k): [str(x) for x in v] for k, v in current.items()},
                    move_cost_rps=float(opts.get("move_cost_rps", 1.0)),
                    time_limit_s=float(opts.get("time_limit_s", 10.0)), seed=int(opts.get("seed", 0)),
-                   workers=int(opts.get("workers", 1)))
+                   workers=int(opts.get("workers", 1)),
+                   max_candidates=None if opts.get("max_candidates", 24) is None else int(opts.get("max_candidates", 24)))
     validate(problem)
     return problem
