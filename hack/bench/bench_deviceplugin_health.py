@@ -136,7 +136,7 @@ async def main(args: argparse.Namespace) -> None:
         print(f"{name:46} {ours:>12} {base:>22} {ratio:>8}")
 
     row(f"XID -> Unhealthy p50 ({len(xid)} trials)", f"{statistics.median(xid) * 1000:.0f} ms",
-        "5000 ms (issue figure)*", f"{NVIDIA_XID_WAIT_S / statistics.median(xid):.0f}x")
+        f"{NVIDIA_XID_WAIT_S * 1000:.0f} ms (issue figure)*")
     row("XID -> Unhealthy p99", f"{pct(xid, 0.99) * 1000:.0f} ms", "(goal < 1000 ms)")
     row(f"ECC uncorrectable -> Unhealthy p50 ({len(ecc)})", f"{statistics.median(ecc) * 1000:.0f} ms",
         "NVIDIA: never (unpolled)")
