@@ -389,7 +389,8 @@ def _parse_fault(body: dict[str, Any], current: Fault) -> Fault:
 
 async def serve(settings: Settings, profile: Profile) -> None:
     server = EngineServer(settings, profile)
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    # handler_cancellation: a client that disconnects aborts its request in the engine, as in vLLM
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
     await site.start()
