@@ -107,14 +107,17 @@ class EngineServer:
                 continue
             self._cursor = step.end
             delay = self.t0 + step.end / self.speed - loop.time()
-            # the selector rounds timeouts up to whole milliseconds (0.5 ms late on average, more
-            # with --speed): sleep to a millisecond before the end, then yield to the handlers
-            # until the end (at most 1 ms of busy waiting per step, only while busy)
+            # the selector rounds timeouts up to whole milliseconds (0.5 ms late on average):
+            # sleep to a millisecond before the end, then yield to the handlers until the end
+            # (at most 1 ms of busy waiting per step). Steps shorter than that (high --speed)
+            # just yield once, so a fast-forwarded engine never spins.
             if delay > MIN_TIMER_S:
                 await asyncio.sleep(delay - MIN_TIMER_S)
-            target = self.t0 + step.end / self.speed
-            while loop.time() < target:
-                await asyncio.sleep(0)  # the last millisecond: yield to handlers, do not oversleep
+                target = self.t0 + step.end / self.speed
+                while loop.time() < target:
+                    await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0)
             late = loop.time() - self.t0 - step.end / self.speed
             lateness.observe(late if late > 0 else 0.0)
             record(step)
