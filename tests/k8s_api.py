@@ -917,12 +917,16 @@ def crd_resource_type(crd: Obj) -> ResourceType:
         singular=names.get("singular") or kind.lower())
 
 
-def load_crd_documents(*sources: str | Path | Obj) -> list[Obj]:
-    """CRD dicts from YAML files, YAML text, or dicts; other kinds of documents are an error."""
-    docs: list[Obj] = []
+def load_crd_documents(*sources: str | Path | Obj, only_crds: bool = False) -> list[tuple[str, Obj]]:
+    """(where, CRD dict) from YAML files, YAML text, or dicts.
+
+    Other kinds of documents are an error, or skipped with only_crds (a kustomization.yaml beside
+    the CRDs in deploy/crds/ is fine).
+    """
+    docs: list[tuple[str, Obj]] = []
     for source in sources:
         if isinstance(source, dict):
-            docs.append(source)
+            docs.append(("a dict", source))
             continue
         text, where = source, "YAML text"
         if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source):
@@ -930,13 +934,19 @@ def load_crd_documents(*sources: str | Path | Obj) -> list[Obj]:
             if not path.is_absolute() and not path.exists():
                 path = CRD_DIR.parent.parent / path  # paths relative to the repository root
             text, where = path.read_text(), str(path)
-        for doc in yaml.safe_load_all(str(text)):
+        try:
+            loaded = list(yaml.safe_load_all(str(text)))
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{where}: not valid YAML: {exc}") from exc
+        for doc in loaded:
             if doc is None:
                 continue
             if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
+                if only_crds:
+                    continue
                 kind = doc.get("kind") if isinstance(doc, dict) else type(doc).__name__
                 raise ValueError(f"{where}: expected only CustomResourceDefinition documents, found {kind!r}")
-            docs.append(doc)
+            docs.append((where, doc))
     return docs
 
 
@@ -970,7 +980,7 @@ class K8sApi:
         if self._crd_dir is not None and self._crd_dir.is_dir():
             files = sorted([*self._crd_dir.glob("*.yaml"), *self._crd_dir.glob("*.yml")])
             try:
-                self.add_crds(*files)
+                self._apply_crds(load_crd_documents(*files, only_crds=True))
             except Exception:
                 self.close()
                 raise
@@ -1011,12 +1021,17 @@ class K8sApi:
 
     def add_crds(self, *sources: str | Path | Obj) -> list[str]:
         """Register CRDs from YAML files (absolute or repo-relative), YAML text or dicts; their names."""
-        docs = load_crd_documents(*sources)
+        return self._apply_crds(load_crd_documents(*sources))
+
+    def _apply_crds(self, docs: list[tuple[str, Obj]]) -> list[str]:
         assert self.kmock is not None
-        try:
-            return [self.call(self.kmock.apply_crd, doc) for doc in docs]
-        except ApiError as exc:
-            raise ValueError(f"cannot register CRD: {exc.message}") from exc
+        names = []
+        for where, doc in docs:
+            try:
+                names.append(self.call(self.kmock.apply_crd, doc))
+            except ApiError as exc:
+                raise ValueError(f"{where}: cannot register the CRD: {exc.message}") from exc
+        return names
 
     # The official API classes bound to this server.
     def core_v1(self) -> kubernetes.client.CoreV1Api:

@@ -322,9 +322,14 @@ def test_crds_from_a_folder_are_registered_at_start_and_bad_ones_named(tmp_path:
     shutil.copy(TEST_CRDS, tmp_path / "test.yaml")
     with K8sApi(crd_dir=tmp_path) as api:
         assert api.custom().list_namespaced_custom_object(GROUP, "v1", "default", "widgets")["items"] == []
-    (tmp_path / "zz-broken.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
-    with pytest.raises(ValueError, match=r"zz-broken.yaml: expected only CustomResourceDefinition"):
+    (tmp_path / "kustomization.yaml").write_text("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n")
+    (tmp_path / "zz-broken.yaml").write_text(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: x.y}\nspec: {}\n")
+    with pytest.raises(ValueError, match=r"zz-broken.yaml: cannot register the CRD: CRD 'x.y': missing 'names'"):
         K8sApi(crd_dir=tmp_path).__enter__()
+    with pytest.raises(ValueError, match=r"expected only CustomResourceDefinition documents, found 'Kustomization'"):
+        with K8sApi(crd_dir=None) as api:
+            api.add_crds(tmp_path / "kustomization.yaml")
 
 
 # ---------------------------------------------------------------- deletion and kmock's DSL
