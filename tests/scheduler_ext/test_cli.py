@@ -100,3 +100,17 @@ options: {time_limit_s: 5, seed: 1}
     assert out.returncode == 1 and "fits on no pod" in out.stderr
     out = brix("lora-plan", "--state", str(tmp_path / "missing.yaml"))
     assert out.returncode == 2 and "cannot read" in out.stderr
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "scheduler_ext" / "examples"
+
+
+def test_shipped_examples_run(shared_data):
+    out = brix("lora-plan", "--state", str(EXAMPLES / "lora-state.yaml"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["placement"]
+    profiles = [str(shared_data / "profiles" / f"simulator-llama2-7b-{g}.json") for g in ("a100", "a40")]
+    out = brix("optimize", "--profiles", *profiles, "--workload", str(EXAMPLES / "workload-llama2-7b.json"),
+               "--rps", "200", "--max", "simulator-llama2-7b-a40=10")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["replicas"]["simulator-llama2-7b-a100"] > 0

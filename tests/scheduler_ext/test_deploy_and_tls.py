@@ -72,3 +72,14 @@ def test_tls(brix_process, free_port, tmp_path):
         except OSError:
             assert proc.alive() and time.monotonic() < deadline
             time.sleep(0.1)
+
+
+def test_example_nodes_file(brix_process, free_port):
+    example = Path(__file__).resolve().parents[2] / "scheduler_ext" / "examples" / "nodes.yaml"
+    url = f"http://127.0.0.1:{free_port}"
+    brix_process("scheduler-ext", "scheduler-ext", "--nodes", str(example), "--port", str(free_port),
+                 ready_url=f"{url}/readyz")
+    names = ["mock-a100-0", "mock-a100-1", "mock-a40-0", "mock-a40-1"]
+    status, doc = http("POST", f"{url}/filter", args_names(pod("p", 8), names))
+    assert status == 200 and doc["NodeNames"] == ["mock-a100-0"]
+    assert doc["FailedAndUnresolvableNodes"]["mock-a100-1"] == "needs 8 nvidia.com/gpu, node has 7 in total (1 unhealthy)"

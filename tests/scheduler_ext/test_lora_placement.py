@@ -115,3 +115,19 @@ def test_infeasible_and_bad_state_are_explained():
     with pytest.raises(ProblemError, match="adapter 'zz'"):
         problem_from_doc({"pods": [{"name": "p0", "slots": 1, "memory_mib": 10}], "adapters": [],
                           "current": {"p0": ["zz"]}})
+
+
+def test_large_problems_restrict_candidates_but_keep_every_constraint():
+    rnd = random.Random(5)
+    pods = [EnginePod(f"p{i}", 4, 1024) for i in range(40)]
+    adapters = [Adapter(f"a{j}", rnd.choice([128, 256]), rate=rnd.choice([0, 0.5, 3]), min_replicas=rnd.choice([0, 1, 2]))
+                for j in range(80)]
+    current = {f"p{i % 20}": [] for i in range(20)}
+    for j, a in enumerate(adapters[:70]):
+        current[f"p{j % 20}"].append(a.name)
+    problem = Problem(pods, adapters, current, time_limit_s=5, max_candidates=8, seed=3)
+    plan = solve(problem)
+    assert plan.feasible and plan.restricted and not plan.optimal
+    check_constraints(problem, plan.placement)
+    idle = {a.name for a in adapters if a.rate == 0 and a.min_replicas == 0}
+    assert not [x for x in plan.loads if x[0] in idle]  # idle adapters are never loaded anywhere new
