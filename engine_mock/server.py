@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from brix.commands import UsageError
 from brix.logs import kv
 from brix.prefix import block_hashes
 from brix.tokenizer import token_ids, tokenize
@@ -401,10 +402,16 @@ async def serve(settings: Settings, profile: Profile) -> None:
     runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise UsageError(f"cannot listen on {settings.host}:{settings.port} ({exc.strerror});"
+                         " pick a free --port or another --host") from None
     kv(log, "engine-mock serving", host=settings.host, port=settings.port, model=",".join(server.names),
        gpu=profile.name, kv_blocks=server.kv.num_blocks, block_size=server.kv.block_size,
-       max_model_len=server.max_model_len, speed=settings.speed)
+       max_model_len=server.max_model_len, speed=settings.speed, profile=profile.source,
+       prefill_us_per_token=round(profile.flop_s_per_token * 1e6, 1), decode_step_ms=round(profile.weights_s * 1e3, 2))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
