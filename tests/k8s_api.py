@@ -286,7 +286,8 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def apply_patch(target: Obj, request: kmock.Request) -> Obj:
-    ctype = request.headers.get("Content-Type", "application/merge-patch+json").split(";")[0].strip()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    ctype = headers.get("content-type", "application/merge-patch+json").split(";")[0].strip()
     if ctype == "application/json-patch+json":
         if not isinstance(request.data, list):
             raise ApiError(400, "BadRequest", "a JSON patch must be a list of operations")
@@ -451,11 +452,15 @@ class KubeEmulator(kmock.KubernetesEmulator):
         try:
             request = await kmock.Request._parse(raw_request, id=len(self._requests))
         except ValueError:  # GAP: kmock 0.8's parse_path raises on /api/v1/namespaces (list namespaces)
+            text = await raw_request.text()
+            try:
+                data = json.loads(text) if text else None
+            except ValueError:
+                data = None
             request = kmock.Request(
                 raw_request=raw_request, url=raw_request.url, method=raw_request.method,
                 params=dict(raw_request.query), headers=dict(raw_request.headers),
-                body=await raw_request.read(), text=await raw_request.text(),
-                data=json.loads(await raw_request.text() or "null"))
+                body=await raw_request.read(), text=text, data=data)
         self._requests.append(request)
         if len(self._requests) > self.request_log:  # GAP: trim the log that kmock matches against
             del self._requests[: len(self._requests) - self.request_log]
@@ -501,7 +506,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                            f"({route.plural} in {route.group or 'core'}/{route.version})")
         if route.namespace is not None and not rt.namespaced:
             raise ApiError(404, "NotFound", f"{_qualified(rt)} is cluster-scoped: drop the namespace from the URL")
-        if route.sub and route.sub not in ({"status"} | ({"scale"} if rt.scale else set())
+        if route.sub and route.sub not in (({"status"} if rt.status else set()) | ({"scale"} if rt.scale else set())
                                            | ({"binding"} if rt.binding else set())):
             raise ApiError(404, "NotFound", f"{_qualified(rt)} has no subresource {route.sub!r}")
         return rt
@@ -585,7 +590,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 return self._bind(request, route, name)
         elif method == "GET":
             obj = self._get(rt, route)
-            return 200, self._scale_of(rt, obj) if sub == "scale" else obj
+            return 200, self._scale_of(rt, obj) if sub == "scale" else self._as_version(rt, obj, route.version)
         elif method in ("PUT", "PATCH"):
             current = self._get(rt, route)
             base = self._scale_of(rt, current) if sub == "scale" else copy.deepcopy(current)

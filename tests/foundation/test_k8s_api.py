@@ -247,6 +247,11 @@ def test_status_subresource_touches_only_status_and_main_ignores_status(api: K8s
     assert d.spec.replicas == 2 and d.status.ready_replicas == 1
     d = apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": 4}, "status": {"readyReplicas": 7}})
     assert d.spec.replicas == 4 and d.status.ready_replicas == 1
+    core = api.core_v1()  # cluster-scoped objects too, e.g. a node's capacity
+    core.create_node({"metadata": {"name": "n1"}, "spec": {"unschedulable": False}})
+    node = core.patch_node_status("n1", {"status": {"capacity": {"nvidia.com/gpu": "8"}}, "spec": {"unschedulable": True}})
+    assert node.status.capacity == {"nvidia.com/gpu": "8"} and node.spec.unschedulable is False
+    assert core.list_node(field_selector="spec.unschedulable=false").items[0].metadata.name == "n1"
 
 
 def test_scale_subresource_on_a_deployment(api: K8sApi) -> None:
