@@ -114,3 +114,14 @@ def test_shipped_examples_run(shared_data):
                "--rps", "200", "--max", "simulator-llama2-7b-a40=10")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["replicas"]["simulator-llama2-7b-a100"] > 0
+
+
+def test_scheduler_ext_usage_errors(tmp_path):
+    out = brix("scheduler-ext", "--port", "1")
+    assert out.returncode == 2 and "--kubernetes" in out.stderr and "--nodes FILE" in out.stderr
+    bad = tmp_path / "nodes.yaml"
+    bad.write_text("kind: Deployment\nmetadata: {name: x}\n")
+    out = brix("scheduler-ext", "--nodes", str(bad), "--port", "1")
+    assert out.returncode == 2 and "only Node and Pod objects are read" in out.stderr
+    out = brix("scheduler-ext", "--nodes", str(bad), "--tls-cert", str(bad))
+    assert out.returncode == 2 and "--tls-key" in out.stderr
