@@ -93,3 +93,18 @@ def test_requests_queue_when_the_kv_cache_is_full(start_engine) -> None:  # type
     s = eng.metrics()
     assert metric(s, "vllm:request_queue_time_seconds_sum") > 0
     assert metric(s, "vllm:num_requests_waiting") == 0
+
+
+def test_gpu_profiles_change_simulated_latency(start_engine, shared_data) -> None:  # type: ignore[no-untyped-def]
+    prompt = "profile comparison " * 150
+
+    def ttft(eng: EngineUnderTest) -> float:
+        openai.OpenAI(base_url=eng.v1, api_key="x").completions.create(model="m1", prompt=prompt, max_tokens=1)
+        return metric(eng.metrics(), "vllm:time_to_first_token_seconds_sum")
+
+    h100 = ttft(start_engine("--gpu-type", "H100"))
+    a10 = ttft(start_engine("--gpu-type", "A10"))
+    a40 = ttft(start_engine("--profile", str(shared_data / "profiles" / "simulator-llama2-7b-a40.json")))
+    # ~750 prompt tokens: compute bound, 27 us/token on H100, 216 on A10, 222 fitted for the AIBrix A40
+    assert a10 > 3 * h100
+    assert a40 > 3 * h100
