@@ -35,21 +35,26 @@ class Informer:
         from kubernetes import client
 
         core = client.CoreV1Api(self.api_client)
-        for kind, lister in (("node", core.list_node), ("pod", core.list_pod_for_all_namespaces)):
-            thread = threading.Thread(target=self._run, args=(kind, lister), name=f"informer-{kind}", daemon=True)
+        # only pods that hold resources: bound and not finished (like kube-scheduler's own informer)
+        pod_selector = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
+        for kind, lister, selector in (("node", core.list_node, None),
+                                       ("pod", core.list_pod_for_all_namespaces, pod_selector)):
+            thread = threading.Thread(target=self._run, args=(kind, lister, selector), name=f"informer-{kind}",
+                                      daemon=True)
             thread.start()
             self.threads.append(thread)
 
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _run(self, kind: str, lister: Callable[..., Any]) -> None:
+    def _run(self, kind: str, lister: Callable[..., Any], selector: str | None) -> None:
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
         while not self.stop_event.is_set():
             try:
-                resp = lister(_preload_content=False)
+                extra = {"field_selector": selector} if selector else {}
+                resp = lister(_preload_content=False, **extra)
                 doc = json.loads(resp.data)
                 version = (doc.get("metadata") or {}).get("resourceVersion")
                 self.deliver(kind, "SYNC", doc.get("items") or [])
@@ -57,7 +62,7 @@ class Informer:
                 while not self.stop_event.is_set():
                     stream = watch.Watch().stream(lister, resource_version=version, deserialize=False,
                                                   timeout_seconds=self.watch_timeout_s,
-                                                  allow_watch_bookmarks=True)
+                                                  allow_watch_bookmarks=True, **extra)
                     for event in stream:
                         if self.stop_event.is_set():
                             return

@@ -90,3 +90,13 @@ def _assert_failed(ext: Ext, name: str, reason: str, p: dict | None = None) -> N
 def _assert_passing(ext: Ext, p: dict, names: list[str]) -> None:
     doc = ext.post("filter", args_names(p, names))
     assert doc["NodeNames"] == names, doc
+
+
+def test_finished_pods_free_their_gpus(k8s_api, brix_process, free_port, tmp_path):
+    core = k8s_api.core_v1()
+    core.create_node(strip(node("gpu-0", 8)))
+    core.create_namespaced_pod("default", strip(pod("job", 6, node_name="gpu-0")))
+    ext = start(brix_process, free_port, tmp_path, k8s_api)
+    _assert_failed(ext, "gpu-0", "needs 4 nvidia.com/gpu, 2 free", pod("p", 4))
+    core.patch_namespaced_pod_status("job", "default", {"status": {"phase": "Succeeded"}})
+    eventually(lambda: _assert_passing(ext, pod("p", 4), ["gpu-0"]))
