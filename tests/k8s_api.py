@@ -16,8 +16,10 @@ blocking `kubernetes` client never stalls it)::
 
 `k8s_api.url` ("http://127.0.0.1:PORT"), `.api_client` (a configured kubernetes.client.ApiClient),
 `.configuration`, `.kmock` (the kmock handler: its DSL still intercepts requests, e.g.
-`k8s_api.kmock['post', k8s_api.kmock.resource('v1/pods')] << 500` to inject failures; an intercepted
-request changes no state). Every `deploy/crds/*.yaml` is registered at start.
+`k8s_api.kmock['post /api/v1/namespaces/default/pods'] << 503` to inject failures; an intercepted
+request changes no state). Every CRD in `deploy/crds/*.yaml` is registered at start (other kinds of
+documents there, e.g. a kustomization, are skipped; a broken CRD fails the fixture naming its file).
+A test that needs its own server builds one: `with K8sApi(crd_dir=None, history=2) as api: ...`.
 
 What it serves: core/v1 (namespaces, nodes, pods + pods/binding, services, endpoints, configmaps,
 secrets, events, serviceaccounts, persistentvolumeclaims, bindings), apps/v1 (deployments,
@@ -49,7 +51,8 @@ Gaps of kmock 0.8 closed here (each marked `GAP:` in the code):
     timeoutSeconds, and end when the client goes away.
   * kmock keeps every request in a log and matches each new request against it: O(requests) per
     request. The log is trimmed to the last `request_log` entries, and kmock's DSL matching runs
-    only when a test added its own reactions.
+    only when a test added its own reactions (tests/foundation/bench_k8s_api.py measures it).
+  * kmock 0.8's request parser crashes on /api/v1/namespaces (kopf lists namespaces at start).
 
 Why the object store and watch bus are our own instead of kmock's `objects`/`Bus`: kmock 0.8 keeps
 plain merge-patched dicts without versions, and its bus cannot replay history from a
@@ -60,8 +63,8 @@ Limits (by design, say so in your test if it matters): no controllers (a Deploym
 pods), no kubelet (pods are deleted at once, unless finalizers hold them), no schema validation or
 defaulting beyond pods' status.phase=Pending and namespaces' Active, no garbage collection of owned
 objects, namespaces are created on first use (default, kube-system, kube-public, kube-node-lease
-exist from the start), no auth/RBAC, field selectors accept any path (a real server
-accepts only each resource's indexed fields).
+exist from the start; deleting one leaves its objects), dryRun is not honoured, no auth/RBAC,
+field selectors accept any path (a real server accepts only each resource's indexed fields).
 """
 
 from __future__ import annotations
