@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import replace
 
@@ -67,26 +68,25 @@ def _split_adapters(value: str) -> frozenset[str]:
     return frozenset(a.strip() for a in value.split(",") if a.strip())
 
 
+_WANTED = re.compile(
+    r"^(" + "|".join(re.escape(n) for n in (*_SCALARS, *_LABELLED)) + r")(?:\{([^}]*)\})?[ \t]+(\S+)",
+    re.MULTILINE)
+
+
 def parse_vllm_metrics(text: str, previous: EndpointMetrics | None = None, now: float = 0.0) -> EndpointMetrics:
-    """Parse a Prometheus text page from vLLM (or engine_mock); rates come from `previous`."""
+    """Parse a Prometheus text page from vLLM (or engine_mock); rates come from `previous`.
+
+    One regex scan picks the wanted series (histogram buckets and other metrics are skipped in C),
+    so an 18 KB engine page parses in well under a millisecond.
+    """
     values: dict[str, float] = {}
     lora_ts = -1.0
     lora: dict[str, str] = {}
     cache_cfg: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.startswith("vllm:"):
-            continue
-        brace = line.find("{")
-        space = line.find(" ")
-        if brace != -1 and (space == -1 or brace < space):
-            name = line[:brace]
-            close = line.rfind("}")
-            label_text, rest = line[brace + 1:close], line[close + 1:]
-        else:
-            name, label_text, rest = line[:space], "", line[space:]
+    for name, label_text, raw in _WANTED.findall(text):
         try:
-            value = float(rest.split()[0])
-        except (IndexError, ValueError):
+            value = float(raw)
+        except ValueError:
             continue
         spec = _SCALARS.get(name)
         if spec is not None:

@@ -159,11 +159,11 @@ class Gateway:
             if rreq is not None and outcome is not None:
                 self._account(key, model, rreq, outcome)
             elapsed = time.monotonic() - started
-            self.stats.requests.labels(model, strategy, endpoint, str(status)).inc()
+            self.stats.child(self.stats.requests, model, strategy, endpoint, str(status)).inc()
             if status == 200:
-                self.stats.e2e.labels(model).observe(elapsed)
+                self.stats.child(self.stats.e2e, model).observe(elapsed)
                 if outcome is not None and outcome.ttft_s is not None:
-                    self.stats.ttft.labels(model).observe(outcome.ttft_s)
+                    self.stats.child(self.stats.ttft, model).observe(outcome.ttft_s)
             if self.settings.access_log:
                 access_log.info("request", extra={"fields": {
                     "request_id": request_id, "method": request.method, "path": request.path, "model": model,
@@ -190,8 +190,8 @@ class Gateway:
             return
         if not outcome.usage_known and outcome.stream_events:
             outcome.prompt_tokens, outcome.completion_tokens = estimate_stream_usage(rreq.prompt, outcome.stream_events)
-        self.stats.tokens.labels(model, "prompt").inc(outcome.prompt_tokens)
-        self.stats.tokens.labels(model, "completion").inc(outcome.completion_tokens)
+        self.stats.child(self.stats.tokens, model, "prompt").inc(outcome.prompt_tokens)
+        self.stats.child(self.stats.tokens, model, "completion").inc(outcome.completion_tokens)
         if key is not None and key.tpm:
             self.spawn(self.admission.count_tokens(key, outcome.prompt_tokens + outcome.completion_tokens))
 

@@ -36,3 +36,12 @@ class GatewayStats:
         self.in_flight = Gauge("brix_gateway_in_flight_requests", "Requests in flight to each endpoint",
                                ["endpoint"], registry=r)
         self.ready_endpoints = Gauge("brix_gateway_ready_endpoints", "Endpoints that are ready", registry=r)
+        self._children: dict[tuple[object, ...], object] = {}
+
+    def child(self, metric, *labels: str):  # type: ignore[no-untyped-def]
+        """metric.labels(*labels), cached: prometheus-client's lookup costs a few µs per call."""
+        key = (id(metric), *labels)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*labels)
+        return c
