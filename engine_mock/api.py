@@ -10,11 +10,14 @@ import json
 import random
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from brix.tokenizer import token_ids
 
 DEFAULT_MAX_TOKENS = 16
+# compact JSON, as vLLM's pydantic responses are
+dumps = partial(json.dumps, separators=(",", ":"))
 
 # Every word is exactly one token of brix.tokenizer (a space and at most 4 word characters, or
 # one punctuation mark), so count_tokens(generated text) == completion_tokens.
@@ -43,7 +46,7 @@ class ApiError(Exception):
 
 
 def error_body(status: int, message: str, type_: str, param: str | None = None) -> bytes:
-    return json.dumps({"error": {"message": message, "type": type_, "param": param, "code": status}}).encode()
+    return dumps({"error": {"message": message, "type": type_, "param": param, "code": status}}).encode()
 
 
 def not_found_model(name: str) -> ApiError:
@@ -166,7 +169,7 @@ def usage(prompt: int, completion: int) -> dict[str, Any]:
 
 
 def completion_body(rid: str, created: int, model: str, text: str, prompt: int, completion: int) -> bytes:
-    return json.dumps({
+    return dumps({
         "id": rid, "object": "text_completion", "created": created, "model": model,
         "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "length", "stop_reason": None,
                      "prompt_logprobs": None}],
@@ -175,7 +178,7 @@ def completion_body(rid: str, created: int, model: str, text: str, prompt: int, 
 
 
 def chat_body(rid: str, created: int, model: str, text: str, prompt: int, completion: int) -> bytes:
-    return json.dumps({
+    return dumps({
         "id": rid, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "reasoning_content": None, "content": text,
                                              "tool_calls": []},
@@ -185,7 +188,7 @@ def chat_body(rid: str, created: int, model: str, text: str, prompt: int, comple
 
 
 def sse(doc: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(doc).encode() + b"\n\n"
+    return b"data: " + dumps(doc).encode() + b"\n\n"
 
 
 SSE_DONE = b"data: [DONE]\n\n"

@@ -96,7 +96,7 @@ class _Conn:
             body = self.buf[head_end + 4:total]
             self.buf = self.buf[total:]
             now = time.perf_counter()
-            if head.startswith(b"HTTP/1.1 200") and b'"completion_tokens": 8' in body:
+            if head.startswith(b"HTTP/1.1 200") and b'"completion_tokens":8' in body:
                 self.stats["done"] += 1  # type: ignore[operator]
                 self.stats["lat"].append(now - self.sent_at)  # type: ignore[union-attr]
             else:
@@ -169,7 +169,7 @@ import json, sys, time
 from aiohttp import web
 BODY = json.dumps({"id": "cmpl-0", "object": "text_completion", "created": 0, "model": "bench",
     "choices": [{"index": 0, "text": " a b c d e f g h", "logprobs": None, "finish_reason": "length"}],
-    "usage": {"prompt_tokens": 9, "total_tokens": 17, "completion_tokens": 8}}).encode()
+    "usage": {"prompt_tokens": 9, "total_tokens": 17, "completion_tokens": 8}}, separators=(",", ":")).encode()
 async def completions(request):
     json.loads(await request.read())
     return web.Response(body=BODY, content_type="application/json")
