@@ -91,10 +91,15 @@ def run(cluster: Cluster, settings: UpSettings) -> None:
     say(f"  ListAndWatch reported 1 Unhealthy GPU {1000 * (unhealthy - injected):.0f} ms after the fault; "
         f"{victim.name} allocatable {GPU_RESOURCE} {len(before)} -> "
         f"{sum(h == 'Healthy' for h in kubelets.devices(victim.name).values())}")
-    time.sleep(0.5)  # the extender re-reads the nodes file on change
-    filtered, _ = _post(f"{plan.scheduler_url}/filter", {"Pod": demo_pod("big", victim.gpus, settings.model),
-                                                        "Nodes": None, "NodeNames": [victim.name]})
-    why = {**(filtered.get("FailedNodes") or {}), **(filtered.get("FailedAndUnresolvableNodes") or {})}
+    why: dict[str, str] = {}
+
+    def extender_sees_it() -> bool:  # the extender re-reads the nodes file within ~0.25 s of a change
+        filtered, _ = _post(f"{plan.scheduler_url}/filter", {"Pod": demo_pod("big", victim.gpus, settings.model),
+                                                            "Nodes": None, "NodeNames": [victim.name]})
+        why.update(filtered.get("FailedAndUnresolvableNodes") or {})
+        return victim.name in why
+
+    _wait_for(extender_sees_it, 10)
     say(f"  extender on a {victim.gpus}-GPU pod for {victim.name}: {why.get(victim.name, 'fits')}")
 
     say(f"demo 5/6: healing {victim.name} GPU 1 (the plugin's quiet period is 5 s)")

@@ -1,11 +1,18 @@
-"""Standalone mode: v1 Node objects (and optionally bound Pods) from a YAML file."""
+"""Standalone mode: v1 Node objects (and optionally bound Pods) from a YAML file, re-read on change."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from brix.logs import kv
+
+log = logging.getLogger(__name__)
 
 
 class NodesFileError(ValueError):
@@ -47,3 +54,33 @@ def load(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     if not nodes:
         raise NodesFileError(f"{path}: holds no Node objects")
     return nodes, pods
+
+
+def signature(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file is replaced or rewritten (inode, size, mtime); None if missing."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+async def watch(path: Path, on_change: Callable[[list[dict[str, Any]], list[dict[str, Any]]], None],
+                interval: float = 0.25) -> None:
+    """Re-read the file whenever it changes (a device plugin lowered allocatable, a node was added)
+    and hand the new (nodes, pods) to on_change. A bad rewrite is logged and the last good
+    content stays in force, so a half-edited file never empties the cache."""
+    last = signature(path)
+    while True:
+        await asyncio.sleep(interval)
+        current = signature(path)
+        if current == last or current is None:
+            continue
+        last = current
+        try:
+            nodes, pods = load(path)
+        except NodesFileError as exc:
+            kv(log, "nodes file not reloaded, keeping the last good content", logging.WARNING, error=str(exc))
+            continue
+        on_change(nodes, pods)
+        kv(log, "nodes file reloaded", file=str(path), nodes=len(nodes), pods=len(pods))

@@ -252,6 +252,12 @@ class Extender:
         return json.dumps(doc, separators=(",", ":")).encode()
 
     # ------------------------------------------------------------------ informer events (loop thread)
+    def reload_nodes(self, nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
+        """Standalone mode: the --nodes file changed. Bindings made through /bind are kept."""
+        self.cache.replace_nodes(nodes)
+        for pod in pods:
+            self.cache.apply_pod_object(pod)
+
     def on_event(self, kind: str, event: str, obj: Any) -> None:
         if kind == "node":
             if event == "SYNC":
@@ -439,9 +445,14 @@ async def serve(settings: Settings) -> None:
     await site.start()
     kv(log, "scheduler extender listening", host=settings.host, port=settings.port, tls=ssl_ctx is not None,
        mode="kubernetes" if settings.kubernetes else "standalone", profiles=len(targets.profiles))
+    watcher = None
+    if settings.nodes_file is not None:
+        watcher = asyncio.create_task(nodes_file.watch(settings.nodes_file, ext.reload_nodes))
     try:
         await asyncio.Event().wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         if ext.informer is not None:
             ext.informer.stop()
         await runner.cleanup()

@@ -25,6 +25,7 @@ def test_brix_up_runs_the_whole_mock_gpu_cluster(tmp_path: Path) -> None:
     assert "NVIDIA_VISIBLE_DEVICES=GPU-" in out
     assert out.count("completion_tokens=16") == 6
     assert "ListAndWatch reported 1 Unhealthy GPU" in out and "allocatable nvidia.com/gpu 4 -> 3" in out
+    assert "needs 4 nvidia.com/gpu, node has 3 in total (1 unhealthy)" in out  # the extender saw it
     assert "GPU 1 Healthy again" in out
     assert "demo done" in out and out.rstrip().endswith("stopped")
     # every process was stopped: nothing listens on the gateway port any more
