@@ -108,3 +108,25 @@ def test_gpu_profiles_change_simulated_latency(start_engine, shared_data) -> Non
     # ~750 prompt tokens: compute bound, 27 us/token on H100, 216 on A10, 222 fitted for the AIBrix A40
     assert a10 > 3 * h100
     assert a40 > 3 * h100
+
+
+def test_decode_overflow_preempts_and_every_request_still_completes(start_engine) -> None:  # type: ignore[no-untyped-def]
+    # 12 blocks: three 40-token prompts are admitted (3 blocks each) but each grows to 7 blocks
+    eng: EngineUnderTest = start_engine("--kv-blocks", "12", "--block-size", "16", speed="5")
+    client = openai.OpenAI(base_url=eng.v1, api_key="x")
+    results: list[int] = []
+
+    def send(i: int) -> None:
+        out = client.completions.create(model="m1", prompt=" ".join(f"p{i}q{j}" for j in range(40)), max_tokens=60)
+        results.append(out.usage.completion_tokens if out.usage else 0)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [60, 60, 60]
+    s = eng.metrics()
+    assert metric(s, "vllm:num_preemptions_total") >= 1
+    assert metric(s, "vllm:generation_tokens_total") == 180
+    assert metric(s, "vllm:kv_cache_usage_perc") == 0
