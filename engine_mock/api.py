@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 from brix.tokenizer import token_ids
+from engine_mock.model import Fault
 
 DEFAULT_MAX_TOKENS = 16
 # compact JSON, as vLLM's pydantic responses are
@@ -216,3 +217,27 @@ def embedding_vector(text: str, dim: int) -> list[float]:
     vec = [rng.gauss(0.0, 1.0) for _ in range(dim)]
     norm = sum(v * v for v in vec) ** 0.5 or 1.0
     return [round(v / norm, 6) for v in vec]
+
+
+def parse_fault(body: dict[str, Any], current: Fault) -> Fault:
+    """The fault knobs after applying a POST /admin/fault body to `current`."""
+    fault = Fault(current.drop_connection_after_tokens, current.slow_factor, current.unhealthy)
+    unknown = set(body) - {"drop_connection_after_tokens", "slow_factor", "unhealthy"}
+    if unknown:
+        raise ApiError(400, f"unknown fault knobs {sorted(unknown)}; known: drop_connection_after_tokens,"
+                       " slow_factor, unhealthy")
+    if "drop_connection_after_tokens" in body:
+        drop = body["drop_connection_after_tokens"]
+        if drop is not None and (not isinstance(drop, int) or isinstance(drop, bool) or drop < 0):
+            raise ApiError(400, "drop_connection_after_tokens must be null or an integer >= 0")
+        fault.drop_connection_after_tokens = drop
+    if "slow_factor" in body:
+        slow = body["slow_factor"]
+        if not isinstance(slow, (int, float)) or isinstance(slow, bool) or slow <= 0:
+            raise ApiError(400, "slow_factor must be a number > 0 (1 = normal speed)")
+        fault.slow_factor = float(slow)
+    if "unhealthy" in body:
+        if not isinstance(body["unhealthy"], bool):
+            raise ApiError(400, "unhealthy must be true or false")
+        fault.unhealthy = body["unhealthy"]
+    return fault

@@ -346,7 +346,7 @@ class EngineServer:
     async def set_fault(self, request: web.Request) -> web.Response:
         try:
             body = await self._read_json(request)
-            fault = _parse_fault(body, self.fault)
+            fault = api.parse_fault(body, self.fault)
         except ApiError as exc:
             return _json(exc.status, exc.body())
         self.fault = fault
@@ -371,29 +371,6 @@ class EngineServer:
         app.router.add_get("/admin/fault", self.get_fault)
         app.router.add_post("/admin/fault", self.set_fault)
         return app
-
-
-def _parse_fault(body: dict[str, Any], current: Fault) -> Fault:
-    fault = Fault(current.drop_connection_after_tokens, current.slow_factor, current.unhealthy)
-    unknown = set(body) - {"drop_connection_after_tokens", "slow_factor", "unhealthy"}
-    if unknown:
-        raise ApiError(400, f"unknown fault knobs {sorted(unknown)}; known: drop_connection_after_tokens,"
-                       " slow_factor, unhealthy")
-    if "drop_connection_after_tokens" in body:
-        drop = body["drop_connection_after_tokens"]
-        if drop is not None and (not isinstance(drop, int) or isinstance(drop, bool) or drop < 0):
-            raise ApiError(400, "drop_connection_after_tokens must be null or an integer >= 0")
-        fault.drop_connection_after_tokens = drop
-    if "slow_factor" in body:
-        slow = body["slow_factor"]
-        if not isinstance(slow, (int, float)) or isinstance(slow, bool) or slow <= 0:
-            raise ApiError(400, "slow_factor must be a number > 0 (1 = normal speed)")
-        fault.slow_factor = float(slow)
-    if "unhealthy" in body:
-        if not isinstance(body["unhealthy"], bool):
-            raise ApiError(400, "unhealthy must be true or false")
-        fault.unhealthy = body["unhealthy"]
-    return fault
 
 
 async def serve(settings: Settings, profile: Profile) -> None:
