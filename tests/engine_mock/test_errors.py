@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from tests.engine_mock.conftest import EngineUnderTest
-from tests.engine_mock.http import post
+from tests.engine_mock.plain_http import post
 
 
 def _assert_error(status: int, body: dict, want_status: int, want_type: str) -> str:  # type: ignore[type-arg]

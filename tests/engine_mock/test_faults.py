@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from tests.engine_mock.conftest import EngineUnderTest, metric
-from tests.engine_mock.http import get, post
+from tests.engine_mock.plain_http import get, post
 
 
 def test_unhealthy_and_back(engine: EngineUnderTest) -> None:

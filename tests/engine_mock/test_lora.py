@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from tests.engine_mock.conftest import EngineUnderTest
-from tests.engine_mock.http import get, post
+from tests.engine_mock.plain_http import get, post
 
 
 def test_load_use_unload(start_engine) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ import openai
 
 from brix.tokenizer import token_ids, tokenize
 from tests.engine_mock.conftest import EngineUnderTest, metric
-from tests.engine_mock.http import get, post
+from tests.engine_mock.plain_http import get, post
 
 
 def test_tokenize_uses_the_shared_tokenizer(engine: EngineUnderTest) -> None:
