@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from typing import Any
 
 from brix.logs import kv
@@ -56,6 +55,7 @@ class KubernetesDiscovery:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pods: dict[str, str] = {}     # pod uid -> endpoint
+        self._sync: Any = None
 
     async def start(self, store: EndpointStore) -> None:
         loop = asyncio.get_running_loop()
@@ -74,6 +74,12 @@ class KubernetesDiscovery:
             store.upsert(endpoint, ready)
             kv(log, "pod endpoint", endpoint=endpoint, ready=ready, event=kind)
 
+        def sync(uids: set[str]) -> None:
+            """After a (re)list: forget pods that vanished while the watch was down."""
+            for uid in [u for u in self._pods if u not in uids]:
+                apply("DELETED", uid, None, False)
+
+        self._sync = sync
         self._thread = threading.Thread(target=self._watch, args=(loop, apply), name="k8s-pod-watch", daemon=True)
         self._thread.start()
 
@@ -92,6 +98,7 @@ class KubernetesDiscovery:
                     for pod in pods.items:
                         ep, ready = pod_endpoint(pod)
                         loop.call_soon_threadsafe(apply, "ADDED", pod.metadata.uid, ep, ready)
+                    loop.call_soon_threadsafe(self._sync, {p.metadata.uid for p in pods.items})
                     resource_version = pods.metadata.resource_version
                 w = watch.Watch()
                 kwargs: dict[str, Any] = {"label_selector": self.label_selector, "timeout_seconds": 5,
@@ -110,11 +117,9 @@ class KubernetesDiscovery:
                 if self._stop.is_set():
                     break
                 status = getattr(exc, "status", None)
-                if status == 410:
-                    resource_version = None     # expired: relist
                 kv(log, "pod watch failed; retrying", logging.WARNING, error=type(exc).__name__, status=status)
-                resource_version = None
-                time.sleep(1.0)
+                resource_version = None        # relist (also after 410 Gone)
+                self._stop.wait(1.0)
 
     async def stop(self) -> None:
         self._stop.set()

@@ -133,6 +133,7 @@ def main() -> int:
     ap.add_argument("--gpu-type", default="A10", help="engine_mock GPU profile (slower GPU = prefill matters more)")
     ap.add_argument("--strategies", default="random,least-request,prefix-cache-aware,prefix-cache-aware:3,least-request:2",
                     help="Brix strategies to run; a spec with ':' weights stays one entry when separated by ';'")
+    ap.add_argument("--config", default="", help="gateway --config YAML (named plugins usable in --strategies)")
     ap.add_argument("--peers-venv", default="/tmp/peers-venv", help="venv with sglang-router")
     ap.add_argument("--no-peers", action="store_true", help="skip sglang-router")
     ap.add_argument("--uvloop-path", default="/tmp/uvloop-lib", help="run the gateway on uvloop from this folder if present")
@@ -164,7 +165,7 @@ def main() -> int:
                     url = start_sglang(ps, Path(args.peers_venv), engines, spec.split(":", 1)[1])
                     headers: dict[str, str] = {}
                 else:
-                    url = start_brix(ps, engines, uvloop_path=uv)
+                    url = start_brix(ps, engines, *(("--config", args.config) if args.config else ()), uvloop_path=uv)
                     headers = {"routing-strategy": spec}
                 wait_serving(url, MODEL)
             except PeerUnavailable as exc:
