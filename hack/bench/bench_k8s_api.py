@@ -1,6 +1,6 @@
 """How fast the k8s_api fixture stays as requests pile up, beside plain kmock 0.8 on the same work.
 
-Run: .venv/bin/python -m tests.foundation.bench_k8s_api [--requests 800] [--batch 200]
+Run: .venv/bin/python hack/bench/bench_k8s_api.py [--requests 800] [--batch 200]
 Each server gets the same sequence (create a ConfigMap, then get it) over one aiohttp session; the
 table shows the mean latency per request in each batch, so a log-driven slowdown shows as a slope.
 """
@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import kmock
 
-from tests.k8s_api import KubeEmulator
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.k8s_api import KubeEmulator  # noqa: E402  (needs the repository root on sys.path)
 
 
 async def run(handler: kmock.RawHandler, requests: int, batch: int) -> list[float]:
