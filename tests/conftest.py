@@ -4,7 +4,7 @@
 - brix_process: start `brix <subcommand>` as a subprocess, wait for /healthz or a socket,
   stop it by PID afterwards; its log is printed when the test fails.
 - redis_url: a real redis-server on a free loopback port (skipped outside CI when absent).
-- k8s_api: see tests/k8s_api.py.
+- k8s_api: see tests/k8s_api/__init__.py.
 """
 
 from __future__ import annotations
