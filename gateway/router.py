@@ -66,5 +66,14 @@ class Router:
              endpoints: Sequence[EndpointState]) -> EndpointState | None:
         return profile.pick(ctx, request, endpoints)
 
+    def metric_label(self, spec: str) -> str:
+        """The strategy as a metrics label: configured specs and single known names as they are,
+        any other header-made combination as "custom" (header values must not grow label sets)."""
+        if spec == self.config.default_strategy or spec in self._plugin_cfg or spec in self.registry.factories:
+            return spec
+        if any(spec == m.strategy for m in self.config.models.values()):
+            return spec
+        return "custom"
+
     def instances(self) -> dict[str, Scorer]:
         return dict(self._instances)

@@ -159,11 +159,14 @@ class Gateway:
             if rreq is not None and outcome is not None:
                 self._account(key, model, rreq, outcome)
             elapsed = time.monotonic() - started
-            self.stats.child(self.stats.requests, model, strategy, endpoint, str(status)).inc()
+            # labels only from bounded sets: client-made model names / strategy specs are folded
+            m_label = model if self.store.knows_model(model) else "-"
+            s_label = self.router.metric_label(strategy) if strategy != "-" else "-"
+            self.stats.child(self.stats.requests, m_label, s_label, endpoint, str(status)).inc()
             if status == 200:
-                self.stats.child(self.stats.e2e, model).observe(elapsed)
+                self.stats.child(self.stats.e2e, m_label).observe(elapsed)
                 if outcome is not None and outcome.ttft_s is not None:
-                    self.stats.child(self.stats.ttft, model).observe(outcome.ttft_s)
+                    self.stats.child(self.stats.ttft, m_label).observe(outcome.ttft_s)
             if self.settings.access_log:
                 access_log.info("request", extra={"fields": {
                     "request_id": request_id, "method": request.method, "path": request.path, "model": model,

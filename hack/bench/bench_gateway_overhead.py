@@ -1,8 +1,8 @@
 """Proxy overhead of `brix gateway`: req/s and added latency vs direct to the engines, vs
 sglang-router (round_robin, cache_aware) and vllm-router, same engine_mock backends, same load.
 
-    .venv/bin/python hack/bench/bench_gateway_overhead.py            # fast default (~1.5 min)
-    .venv/bin/python hack/bench/bench_gateway_overhead.py --duration 20 --concurrency 64 --rate 200
+    .venv/bin/python hack/bench/bench_gateway_overhead.py            # fast default (~2 min)
+    .venv/bin/python hack/bench/bench_gateway_overhead.py --rounds 5 --duration 5 --concurrency 64 --rate 200
 
 Moderate load: fixed-rate arrivals (--rate req/s); "added p50/p99" = the target's latency minus
 direct's at that rate. Saturation: --concurrency closed-loop clients; req/s. Engines run with
@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -41,7 +42,10 @@ MODEL = "bench-llm"
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engines", type=int, default=2, help="engine_mock replicas behind every router")
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    ap.add_argument("--duration", type=float, default=2.5, help="seconds per measurement")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="rounds over all targets (each target started afresh per round); medians are reported, "
+                         "so slow drifts of a shared machine hit every target alike")
     ap.add_argument("--rate", type=float, default=100.0, help="moderate load: requests per second (open loop)")
     ap.add_argument("--concurrency", type=int, default=32, help="saturation: closed-loop clients")
     ap.add_argument("--stream", action="store_true", help="stream the responses (SSE) instead of one JSON body")
@@ -75,28 +79,38 @@ def main() -> int:
                                                                    "--max-concurrent-requests", "4096")], "peer"),
         ]
         only = {t.strip() for t in args.only.split(",") if t.strip()}
-        for name, make, _kind in targets:
-            if only and name not in only and name != "direct":
-                continue
-            before = list(ps.started)
-            try:
-                bases = make()
-                for b in bases:
-                    wait_serving(b, MODEL)
-            except PeerUnavailable as exc:
-                rows.append({"target": name, "note": f"NOT RUN: {exc}"})
-                print(f"{name}: NOT RUN: {exc}", flush=True)
-                continue
-            urls = [b + "/v1/completions" for b in bases]
-            asyncio.run(closed_loop(urls, body, 8, 1.0))                    # warm-up
-            moderate = asyncio.run(open_loop(urls, body, args.rate, args.duration))
-            sat = asyncio.run(closed_loop(urls, body, args.concurrency, args.duration))
-            rows.append({"target": name, "p50": moderate.p(0.5), "p99": moderate.p(0.99),
-                         "errors": moderate.errors + sat.errors, "rps": sat.rps, "sat_p50": sat.p(0.5)})
-            print(f"{name}: moderate p50 {moderate.p(0.5) * 1000:.2f} ms p99 {moderate.p(0.99) * 1000:.2f} ms; "
-                  f"saturation {sat.rps:.0f} req/s", flush=True)
-            for p in [p for p in ps.started if p not in before]:
-                ps.stop(p)
+        results: dict[str, list[dict[str, float]]] = {}
+        notes: dict[str, str] = {}
+        for rnd in range(args.rounds):
+            for name, make, _kind in targets:
+                if (only and name not in only and name != "direct") or name in notes:
+                    continue
+                before = list(ps.started)
+                try:
+                    bases = make()
+                    for b in bases:
+                        wait_serving(b, MODEL)
+                except PeerUnavailable as exc:
+                    notes[name] = f"NOT RUN: {exc}"
+                    print(f"{name}: NOT RUN: {exc}", flush=True)
+                    continue
+                urls = [b + "/v1/completions" for b in bases]
+                asyncio.run(closed_loop(urls, body, 8, 1.0))                    # warm-up
+                moderate = asyncio.run(open_loop(urls, body, args.rate, args.duration))
+                sat = asyncio.run(closed_loop(urls, body, args.concurrency, args.duration))
+                results.setdefault(name, []).append({"p50": moderate.p(0.5), "p99": moderate.p(0.99),
+                                                     "errors": moderate.errors + sat.errors, "rps": sat.rps})
+                print(f"round {rnd + 1} {name}: moderate p50 {moderate.p(0.5) * 1000:.2f} ms "
+                      f"p99 {moderate.p(0.99) * 1000:.2f} ms; saturation {sat.rps:.0f} req/s", flush=True)
+                for p in [p for p in ps.started if p not in before]:
+                    ps.stop(p)
+        for name, _make, _kind in targets:
+            if name in notes:
+                rows.append({"target": name, "note": notes[name]})
+            elif name in results:
+                rs = results[name]
+                rows.append({"target": name, **{k: statistics.median(r[k] for r in rs) for k in ("p50", "p99", "rps")},
+                             "errors": sum(r["errors"] for r in rs)})
     direct = next(r for r in rows if r["target"] == "direct")
     sg_rps = {r["target"]: r["rps"] for r in rows if r["target"].startswith(("sglang", "vllm")) and "rps" in r}
     best_peer = max(sg_rps.values()) if sg_rps else None
@@ -106,11 +120,13 @@ def main() -> int:
             r["added_p99"] = r["p99"] - direct["p99"]
             r["vs_direct"] = r["rps"] / direct["rps"]
             r["vs_best_peer"] = r["rps"] / best_peer if best_peer else None
+            r["vs_sglang_rr"] = r["rps"] / sg_rps["sglang-router round_robin"] if "sglang-router round_robin" in sg_rps else None
     ms = lambda v: f"{v * 1000:.2f}"  # noqa: E731
     print()
     print(table(rows, [("target", "target", str), ("p50", "p50 ms", ms), ("p99", "p99 ms", ms),
                        ("added_p50", "added p50 ms", ms), ("added_p99", "added p99 ms", ms),
                        ("rps", "req/s (sat)", lambda v: f"{v:.0f}"), ("vs_direct", "x direct", lambda v: f"{v:.2f}"),
+                       ("vs_sglang_rr", "x sglang rr", lambda v: f"{v:.2f}"),
                        ("vs_best_peer", "x best Rust router", lambda v: f"{v:.2f}"),
                        ("errors", "errors", str), ("note", "note", str)]))
     return 0

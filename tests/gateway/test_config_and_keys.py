@@ -88,3 +88,11 @@ def test_bad_api_keys_file_names_each_entry(tmp_path):
         load_keys(path)
     text = str(info.value)
     assert "keys[0].sha256" in text and "keys[1].name: missing" in text and "keys[1].rpm" in text
+
+
+def test_metric_labels_fold_header_made_strategies():
+    reg = register_builtin()
+    router = Router(reg, parse_config({"models": {"m": {"strategy": "prefix-cache-aware:3,least-request:2"}}}, reg))
+    assert router.metric_label("least-request") == "least-request"
+    assert router.metric_label("prefix-cache-aware:3,least-request:2") == "prefix-cache-aware:3,least-request:2"
+    assert router.metric_label("random:1.0001,least-request:7") == "custom"
