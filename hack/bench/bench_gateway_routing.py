@@ -3,7 +3,8 @@ small KV caches, once per routing strategy (fresh engines each time), and compar
 TTFT, throughput and the engines' prefix-cache hit rate; sglang-router cache_aware (and
 round_robin) in the same run when it can be started from --peers-venv.
 
-    .venv/bin/python hack/bench/bench_gateway_routing.py                   # fast default (~2 min)
+    .venv/bin/python hack/bench/bench_gateway_routing.py                   # fast default (~2.5 min)
+    .venv/bin/python hack/bench/bench_gateway_routing.py --start 2800 --count 600 --peer-round-robin   # README figures
     .venv/bin/python hack/bench/bench_gateway_routing.py --start 0 --count 3993 --time-scale 0.1   # full trace
 
 Prompts: block h of a row is TOKENS_PER_BLOCK tokens of text that is a deterministic function of
@@ -123,7 +124,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trace", default=str(TRACE), help="Mooncake-format JSONL trace")
     ap.add_argument("--start", type=int, default=3000, help="first row (later rows reuse more prefixes)")
-    ap.add_argument("--count", type=int, default=300, help="rows to replay")
+    ap.add_argument("--count", type=int, default=250, help="rows to replay")
     ap.add_argument("--time-scale", type=float, default=0.25, help="multiply trace times by this (0.25 = 4x faster)")
     ap.add_argument("--tokens-per-block", type=int, default=64, help="tokens per trace hash block (Mooncake: 512)")
     ap.add_argument("--max-blocks", type=int, default=48, help="cut prompts to this many blocks")
@@ -136,6 +137,7 @@ def main() -> int:
     ap.add_argument("--config", default="", help="gateway --config YAML (named plugins usable in --strategies)")
     ap.add_argument("--peers-venv", default="/tmp/peers-venv", help="venv with sglang-router")
     ap.add_argument("--no-peers", action="store_true", help="skip sglang-router")
+    ap.add_argument("--peer-round-robin", action="store_true", help="also run sglang-router round_robin")
     ap.add_argument("--uvloop-path", default="/tmp/uvloop-lib", help="run the gateway on uvloop from this folder if present")
     args = ap.parse_args()
 
@@ -153,7 +155,9 @@ def main() -> int:
           f"logs={log_dir}", flush=True)
     targets: list[tuple[str, str]] = [(f"brix {s}", s) for s in specs]
     if not args.no_peers:
-        targets += [("sglang-router cache_aware", "sglang:cache_aware"), ("sglang-router round_robin", "sglang:round_robin")]
+        targets.append(("sglang-router cache_aware", "sglang:cache_aware"))
+        if args.peer_round_robin:
+            targets.append(("sglang-router round_robin", "sglang:round_robin"))
     rows = []
     engine_args = ("--kv-blocks", str(args.kv_blocks), "--gpu-type", args.gpu_type, "--max-model-len", "32768",
                    "--max-loras", "0")
