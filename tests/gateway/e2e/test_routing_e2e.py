@@ -88,3 +88,46 @@ def test_strategy_from_config_and_header_override(start_engines, start_gateway, 
     with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
         text = resp.read().decode()
     assert 'strategy="session-affinity"' in text and 'strategy="random"' in text
+
+
+def test_least_kv_cache_and_least_gpu_cache_avoid_a_loaded_engine(start_engines, start_gateway):  # type: ignore[no-untyped-def]
+    import threading
+
+    engines = start_engines(2, "--kv-blocks", "400")
+    url = start_gateway([e.url for e in engines])
+    busy = engines[0].url
+    urllib.request.urlopen(urllib.request.Request(busy + "/admin/fault", data=b'{"slow_factor": 50}',
+                                                  headers={"Content-Type": "application/json"}), timeout=5)
+    # load the busy engine directly (not through the gateway): its KV cache fills, the gateway sees it
+    # only through the scraped vllm:kv_cache_usage_perc
+    stop = threading.Event()
+
+    def hog(i: int) -> None:
+        body = json.dumps({"model": "mock-llm", "prompt": f"{i} " + SYSTEM, "max_tokens": 400, "stream": True}).encode()
+        req = urllib.request.Request(busy + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            while not stop.is_set() and resp.read(64):
+                pass
+
+    threads = [threading.Thread(target=hog, args=(i,), daemon=True) for i in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        def usage() -> float:
+            with urllib.request.urlopen(busy + "/metrics", timeout=5) as resp:
+                for line in resp.read().decode().splitlines():
+                    if line.startswith("vllm:kv_cache_usage_perc"):
+                        return float(line.rsplit(" ", 1)[1])
+            return 0.0
+
+        deadline = time.monotonic() + 10
+        while usage() < 0.1:
+            assert time.monotonic() < deadline, "the hog requests never filled the busy engine's KV cache"
+            time.sleep(0.1)
+        time.sleep(0.3)   # a few scrapes at 50 ms
+        c = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=20)
+        for strategy in ("least-kv-cache", "least-gpu-cache"):
+            picks = {routed(c, strategy, messages=[{"role": "user", "content": "hi"}]) for _ in range(5)}
+            assert picks == {engines[1].url}, strategy
+    finally:
+        stop.set()
