@@ -103,11 +103,15 @@ async def amain(settings: Settings) -> int:
 
 
 def run(settings: Settings) -> int:
-    """Serve on uvloop when it is installed (it roughly halves the per-request event-loop cost;
-    see gateway/README.md, Performance), else on the standard asyncio loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(amain(settings))
-    kv(log, "event loop", loop="uvloop")
-    return uvloop.run(amain(settings))
+    """Serve on uvloop or the standard asyncio loop, as settings.event_loop says."""
+    if settings.event_loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if settings.event_loop == "uvloop":
+                raise UsageError("--event-loop uvloop: uvloop is not installed (pip install uvloop)") from None
+        else:
+            kv(log, "event loop", loop="uvloop")
+            return uvloop.run(amain(settings))
+    kv(log, "event loop", loop="asyncio")
+    return asyncio.run(amain(settings))

@@ -34,6 +34,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-connections", type=int, default=2048, help="size of the upstream connection pool")
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     p.add_argument("--seed", type=int, default=-1, help="seed for tie-breaking and random strategies (-1 = from the OS)")
+    p.add_argument("--event-loop", default="auto", choices=["auto", "uvloop", "asyncio"],
+                   help="event loop: uvloop (about half the per-request loop cost), asyncio, or auto = uvloop when "
+                        "installed")
     add_logging_flags(p)
 
 
@@ -65,7 +68,7 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
         models_refresh_s=args.models_refresh, max_body_bytes=args.max_body_bytes,
         timeouts=TimeoutSettings(args.connect_timeout, args.first_byte_timeout, args.idle_timeout),
         retries=args.retries, max_connections=args.max_connections, access_log=not args.no_access_log,
-        seed=None if args.seed < 0 else args.seed)
+        seed=None if args.seed < 0 else args.seed, event_loop=args.event_loop)
 
 
 def _run(args: argparse.Namespace) -> int:

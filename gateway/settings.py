@@ -42,3 +42,6 @@ class Settings:
     access_log: bool = True
     seed: int | None = None
     """Seed for tie-breaking and random strategies; None = from the OS."""
+    event_loop: str = "auto"
+    """"uvloop", "asyncio", or "auto" (uvloop when importable): uvloop roughly halves the
+    per-request event-loop cost (gateway/README.md, Performance)."""

@@ -76,14 +76,12 @@ def start_engines(ps: Procs, n: int, *extra: str, model: str = "bench-llm") -> l
 
 
 def start_brix(ps: Procs, endpoints: list[str], *extra: str, name: str = "brix-gateway",
-               uvloop_path: str = "") -> str:
-    """Start `brix gateway`; with `uvloop_path` (a folder holding the uvloop package, e.g. from
-    `pip install --target /tmp/uvloop-lib uvloop`) it serves on uvloop."""
+               event_loop: str = "uvloop") -> str:
+    """Start `brix gateway` on the given event loop (uvloop, or asyncio for comparison)."""
     port = procs.free_port()
-    env = {"PYTHONPATH": uvloop_path} if uvloop_path else None
     ps.start(name, procs.brix_argv("gateway", "--port", str(port), "--endpoints", ",".join(endpoints),
-                                   "--no-access-log", "--log-level", "warning", *extra),
-             f"http://127.0.0.1:{port}/readyz", env=env)
+                                   "--no-access-log", "--log-level", "warning", "--event-loop", event_loop, *extra),
+             f"http://127.0.0.1:{port}/readyz")
     return f"http://127.0.0.1:{port}"
 
 

@@ -51,9 +51,6 @@ def main() -> int:
     ap.add_argument("--stream", action="store_true", help="stream the responses (SSE) instead of one JSON body")
     ap.add_argument("--peers-venv", default="/tmp/peers-venv", help="venv holding sglang-router and vllm-router")
     ap.add_argument("--only", default="", help="comma list of targets to run (default: all)")
-    ap.add_argument("--uvloop-path", default="/tmp/uvloop-lib",
-                    help="folder with the uvloop package (pip install --target DIR uvloop); the gateway is also "
-                         "measured on uvloop when it exists")
     args = ap.parse_args()
 
     body = json.dumps({"model": MODEL, "prompt": "The quick brown fox jumps over the lazy dog. " * 4,
@@ -67,10 +64,9 @@ def main() -> int:
         engines = start_engines(ps, args.engines, "--speed", "1000", model=MODEL)
         targets = [
             ("direct", lambda: engines, None),
+            ("brix least-request (asyncio loop)", lambda: [start_brix(ps, engines, event_loop="asyncio")], "brix"),
             ("brix least-request", lambda: [start_brix(ps, engines)], "brix"),
-            ("brix least-request +uvloop", lambda: [start_brix(ps, engines, uvloop_path=_uv(args))], "brix"),
-            ("brix prefix-cache-aware +uvloop",
-             lambda: [start_brix(ps, engines, "--config", _cfg(log_dir), uvloop_path=_uv(args))], "brix"),
+            ("brix prefix-cache-aware", lambda: [start_brix(ps, engines, "--config", _cfg(log_dir))], "brix"),
             ("sglang-router round_robin", lambda: [start_sglang(ps, venv, engines, "round_robin")], "peer"),
             ("sglang-router cache_aware", lambda: [start_sglang(ps, venv, engines, "cache_aware")], "peer"),
             ("vllm-router round_robin", lambda: [start_vllm_router(ps, venv, engines, "round_robin",
@@ -130,12 +126,6 @@ def main() -> int:
                        ("vs_best_peer", "x best Rust router", lambda v: f"{v:.2f}"),
                        ("errors", "errors", str), ("note", "note", str)]))
     return 0
-
-
-def _uv(args: argparse.Namespace) -> str:
-    if not (Path(args.uvloop_path) / "uvloop").is_dir():
-        raise PeerUnavailable(f"no uvloop under {args.uvloop_path}; pip install --target {args.uvloop_path} uvloop")
-    return args.uvloop_path
 
 
 def _cfg(log_dir: Path) -> str:

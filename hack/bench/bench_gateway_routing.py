@@ -138,7 +138,6 @@ def main() -> int:
     ap.add_argument("--peers-venv", default="/tmp/peers-venv", help="venv with sglang-router")
     ap.add_argument("--no-peers", action="store_true", help="skip sglang-router")
     ap.add_argument("--peer-round-robin", action="store_true", help="also run sglang-router round_robin")
-    ap.add_argument("--uvloop-path", default="/tmp/uvloop-lib", help="run the gateway on uvloop from this folder if present")
     args = ap.parse_args()
 
     trace_path = Path(args.trace)
@@ -148,10 +147,9 @@ def main() -> int:
     trace = load_trace(trace_path, args.start, args.count, args.tokens_per_block, args.max_blocks, args.max_output,
                        args.time_scale)
     specs = _split_specs(args.strategies)
-    uv = args.uvloop_path if (Path(args.uvloop_path) / "uvloop").is_dir() else ""
     log_dir = Path(tempfile.mkdtemp(prefix="bench-gw-routing-"))
     print(f"rows {args.start}..{args.start + len(trace) - 1} over {trace[-1][0]:.0f}s, {args.engines} engines x "
-          f"{args.kv_blocks} KV blocks, {args.gpu_type}, cpus={os.cpu_count()}, gateway loop={'uvloop' if uv else 'asyncio'}, "
+          f"{args.kv_blocks} KV blocks, {args.gpu_type}, cpus={os.cpu_count()}, "
           f"logs={log_dir}", flush=True)
     targets: list[tuple[str, str]] = [(f"brix {s}", s) for s in specs]
     if not args.no_peers:
@@ -169,7 +167,7 @@ def main() -> int:
                     url = start_sglang(ps, Path(args.peers_venv), engines, spec.split(":", 1)[1])
                     headers: dict[str, str] = {}
                 else:
-                    url = start_brix(ps, engines, *(("--config", args.config) if args.config else ()), uvloop_path=uv)
+                    url = start_brix(ps, engines, *(("--config", args.config) if args.config else ()))
                     headers = {"routing-strategy": spec}
                 wait_serving(url, MODEL)
             except PeerUnavailable as exc:
