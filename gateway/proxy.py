@@ -64,11 +64,11 @@ def upstream_headers(request: web.Request, request_id: str, strategy: str, drop_
 
 async def open_upstream(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
                         timeouts: TimeoutSettings) -> aiohttp.ClientResponse:
-    """Send the request and wait for the response headers (first byte)."""
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s, connect=timeouts.connect_s)
+    """Send the request and wait for the response headers (first byte). The connect timeout is
+    the session's own (set once in server.serve)."""
     try:
         async with asyncio.timeout(timeouts.first_byte_s):
-            return await session.post(url, data=body, headers=headers, timeout=timeout, auto_decompress=False)
+            return await session.post(url, data=body, headers=headers)
     except TimeoutError:
         raise UpstreamTimeout(f"no response from the engine within {timeouts.first_byte_s:g}s (first-byte timeout)") from None
 

@@ -247,8 +247,12 @@ def build_app(gw: Gateway, discovery: Any, session_factory: Any = None) -> web.A
         s = gw.settings
         connector = aiohttp.TCPConnector(limit=s.max_connections, limit_per_host=0, ttl_dns_cache=300,
                                          keepalive_timeout=30)
-        gw.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                           skip_auto_headers=("User-Agent", "Content-Type"))
+        # no cookie jar (a proxy must not keep engines' cookies) and one timeout object for every
+        # request: both are per-request work aiohttp would otherwise do on the hot path
+        gw.session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Content-Type"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.timeouts.connect_s, connect=s.timeouts.connect_s))
         await discovery.start(gw.store)
         tasks = [asyncio.create_task(models_loop(gw.session, gw.store, s.models_refresh_s, s.scrape_timeout_s)),
                  asyncio.create_task(scrape_loop(gw.session, gw.store, s.scrape_interval_s, s.scrape_timeout_s))]
