@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -39,6 +40,7 @@ class Outcome:
     error: str = ""
     tail: bytes = b""          # last bytes of a stream: where the usage chunk and [DONE] are
     streamed: bool = False
+    on_first_byte: Callable[[], None] | None = None   # called once, when the first body bytes arrive
 
     @property
     def stream_complete(self) -> bool:
@@ -115,6 +117,8 @@ async def relay(request: web.Request, resp: aiohttp.ClientResponse, request_id: 
                 break
             if out.ttft_s is None:
                 out.ttft_s = time.monotonic() - started
+                if out.on_first_byte is not None:
+                    out.on_first_byte()
             out.stream_events += chunk.count(b"data:")
             out.tail = (out.tail + chunk)[-8192:]
             await client.write(chunk)

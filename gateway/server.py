@@ -7,6 +7,7 @@ ClientSession; handlers reach it through `app[GATEWAY]` (no globals).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -123,6 +124,8 @@ class Gateway:
                         if rreq.headers["x-session-id"]:
                             extra["x-session-id"] = rreq.headers["x-session-id"]
                         outcome = proxy.Outcome()
+                        if profile.post_response:
+                            outcome.on_first_byte = functools.partial(profile.released, rreq, endpoint)
                         response = await proxy.relay(request, resp, request_id, started,
                                                      self.settings.timeouts, extra, outcome)
                         status = outcome.status if not outcome.error else 502
@@ -130,6 +133,7 @@ class Gateway:
                         resp.close()
                 finally:
                     self.store.release(endpoint)
+                    profile.released(rreq, endpoint)
                 return response
             raise RoutingError(502, f"could not connect to any endpoint for model {model!r} after "
                                f"{len(tried)} attempt(s)", "upstream_connect_failed", "service_unavailable")

@@ -37,6 +37,14 @@ class PostRoute(Protocol):
     def routed(self, ctx: RoutingContext, request: RoutingRequest, endpoint: EndpointState) -> None: ...
 
 
+@runtime_checkable
+class PostResponse(Protocol):
+    """Optional hook: told when the chosen endpoint's first bytes arrived (its prefill is over) and
+    again when the attempt ended or failed; must be idempotent."""
+
+    def released(self, request: RoutingRequest, endpoint_id: str) -> None: ...
+
+
 def least(values: dict[str, float]) -> dict[str, float]:
     """Normalise so the smallest value scores 1 and the largest 0; all equal -> 1 (AIBrix/GIE rule)."""
     if not values:

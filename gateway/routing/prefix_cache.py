@@ -1,15 +1,18 @@
-"""prefix-cache-aware: send a prompt where its prefix is most likely still in the KV cache,
-unless that would overload one endpoint.
+"""prefix-cache-aware: send a prompt where its estimated time to first token is lowest, counting
+what the endpoint probably still holds in its KV cache.
 
 1. Tokenise the prompt like engine_mock (brix.tokenizer) and hash it into chained blocks
    (brix.prefix.block_hashes), at most `max_blocks` blocks.
-2. Load = requests in flight from this gateway + the engine's waiting queue. If the load is
-   imbalanced — max-min > `balance_abs_threshold` AND max > `balance_rel_threshold` * min —
-   score by least load only (sglang-router's rule).
-3. Otherwise match each endpoint against the index. If the best match ratio (matched blocks /
-   prompt blocks) is >= `match_threshold`, score = 0.9 * ratio + 0.1 * least-load score, so the
-   best match wins and equal matches go to the less loaded endpoint.
-4. Else score by least load (spread new prefixes).
+2. mode "cost" (default): per endpoint, cost = uncached prompt tokens this gateway has sent there
+   and not yet seen first bytes for (its own ledger: fresher than any scrape)
+   + `request_overhead_tokens` x requests there (max of this gateway's in-flight count and the
+   engine's running + waiting, so other gateways' traffic counts)
+   + `uncached_weight` x this prompt's tokens past the endpoint's matched prefix.
+   The cheapest endpoint scores 1, the dearest 0. `uncached_weight` > 1 values a cache hit above
+   its own prefill time, because a miss also costs the engine cache space and later requests time.
+3. mode "threshold" (sglang-router's rule): load = in-flight + engine waiting; if max-min >
+   `balance_abs_threshold` AND max > `balance_rel_threshold` * min, least load only; else if the
+   best match ratio >= `match_threshold`, 0.9 * ratio + 0.1 * least-load score; else least load.
 After the pick, the chosen endpoint is recorded as holding the prompt's blocks; entries age out
 after `ttl_s` and each endpoint keeps at most `capacity_blocks` (or the engine's
 num_gpu_blocks from vllm:cache_config_info when `auto_capacity`).
@@ -41,29 +44,44 @@ class PrefixCacheScorer:
     ttl_s: float = 600.0
     capacity_blocks: int = 100_000
     auto_capacity: bool = True
+    mode: str = "cost"
+    request_overhead_tokens: float = 128.0
+    uncached_weight: float = 4.0
     category: Category = "affinity"
     needs_prompt: bool = True
     index: PrefixIndex = field(init=False, repr=False)
     # hashes of the request being routed, kept between score() and routed() (one decision at a time)
-    _pending: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    _pending: dict[str, tuple[list[int], int]] = field(default_factory=dict, repr=False)
+    # cost mode: uncached prompt tokens this gateway sent to each endpoint and not yet seen finish,
+    # endpoint -> request id -> (tokens, routed at)
+    _outstanding: dict[str, dict[str, tuple[int, float]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.index = PrefixIndex(self.ttl_s, self.capacity_blocks)
 
     def hashes(self, prompt: str | None) -> list[int]:
+        return self._tokenise(prompt)[0]
+
+    def _tokenise(self, prompt: str | None) -> tuple[list[int], int]:
+        """(chained block hashes, prompt tokens counted, capped like the hashes)."""
         if not prompt:
-            return []
+            return [], 0
         ids = token_ids(prompt[: self.block_size * self.max_blocks * 8])
-        return block_hashes(ids[: self.block_size * self.max_blocks], self.block_size)
+        return block_hashes(ids[: self.block_size * self.max_blocks], self.block_size), len(ids)
+
+    def outstanding_tokens(self, endpoint: str) -> int:
+        return sum(t for t, _ in self._outstanding.get(endpoint, {}).values())
 
     def score(self, ctx: RoutingContext, request: RoutingRequest,
               endpoints: Sequence[EndpointState]) -> dict[str, float]:
-        hashes = self.hashes(request.prompt)
-        self._pending[request.request_id] = hashes
-        load = {e.id: e.in_flight + e.metrics.waiting for e in endpoints}
-        by_load = least(load)
+        hashes, n_tokens = self._tokenise(request.prompt)
+        self._pending[request.request_id] = (hashes, n_tokens)
         if not endpoints:
             return {}
+        if self.mode == "cost":
+            return least(self._costs(ctx, request, endpoints, hashes, n_tokens))
+        load = {e.id: e.in_flight + e.metrics.waiting for e in endpoints}
+        by_load = least(load)
         hi, lo = max(load.values()), min(load.values())
         if hi - lo > self.balance_abs_threshold and hi > self.balance_rel_threshold * lo:
             ctx.notes["prefix.imbalanced"] = 1.0
@@ -76,8 +94,31 @@ class PrefixCacheScorer:
             return {eid: 0.9 * ratios[eid] + 0.1 * by_load[eid] for eid in ratios}
         return by_load
 
+    def _costs(self, ctx: RoutingContext, request: RoutingRequest, endpoints: Sequence[EndpointState],
+               hashes: list[int], n_tokens: int) -> dict[str, float]:
+        """Estimated time to first token of this request on each endpoint, in prefill tokens:
+        the uncached prompt tokens already queued there by this gateway, plus a fixed overhead per
+        request in the engine's batch (this gateway's in-flight count or the engine's
+        running + waiting, whichever is larger, so other gateways' traffic counts too), plus this
+        prompt's tokens that the endpoint probably does not hold."""
+        costs: dict[str, float] = {}
+        for e in endpoints:
+            matched = self.index.match(e.id, request.model, hashes, ctx.now) if hashes else 0
+            uncached = max(0, n_tokens - matched * self.block_size)
+            requests = max(float(e.in_flight), e.metrics.running + e.metrics.waiting)
+            costs[e.id] = (self.outstanding_tokens(e.id) + self.request_overhead_tokens * requests
+                          + self.uncached_weight * uncached)
+        return costs
+
     def routed(self, ctx: RoutingContext, request: RoutingRequest, endpoint: EndpointState) -> None:
-        hashes = self._pending.pop(request.request_id, None)
+        hashes, n_tokens = self._pending.pop(request.request_id, ([], 0))
+        if self.mode == "cost" and request.request_id:
+            matched = self.index.match(endpoint.id, request.model, hashes, ctx.now) if hashes else 0
+            pending = self._outstanding.setdefault(endpoint.id, {})
+            stale = ctx.now - self.ttl_s     # a request never released (lost hook) stops counting
+            for rid in [r for r, (_, at) in pending.items() if at < stale]:
+                del pending[rid]
+            pending[request.request_id] = (max(0, n_tokens - matched * self.block_size), ctx.now)
         if not hashes:
             return
         matched = self.index.match(endpoint.id, request.model, hashes, ctx.now)
@@ -93,10 +134,17 @@ class PrefixCacheScorer:
     def abandon(self, request: RoutingRequest) -> None:
         self._pending.pop(request.request_id, None)
 
+    def released(self, request: RoutingRequest, endpoint_id: str) -> None:
+        """The response from `endpoint_id` ended (or failed): its prefill no longer queues there."""
+        pending = self._outstanding.get(endpoint_id)
+        if pending is not None:
+            pending.pop(request.request_id, None)
+
 
 def from_params(name: str, raw: dict[str, object] | None) -> PrefixCacheScorer:
     allowed = ["block_size", "max_blocks", "match_threshold", "balance_abs_threshold",
-               "balance_rel_threshold", "ttl_s", "capacity_blocks", "auto_capacity"]
+               "balance_rel_threshold", "ttl_s", "capacity_blocks", "auto_capacity", "mode",
+               "request_overhead_tokens", "uncached_weight"]
     p = check_params(TYPE, raw, allowed)
     try:
         scorer = PrefixCacheScorer(
@@ -109,6 +157,9 @@ def from_params(name: str, raw: dict[str, object] | None) -> PrefixCacheScorer:
             ttl_s=float(p.get("ttl_s", 600.0)),  # type: ignore[arg-type]
             capacity_blocks=int(p.get("capacity_blocks", 100_000)),  # type: ignore[call-overload]
             auto_capacity=bool(p.get("auto_capacity", True)),
+            mode=str(p.get("mode", "cost")),
+            request_overhead_tokens=float(p.get("request_overhead_tokens", 128.0)),  # type: ignore[arg-type]
+            uncached_weight=float(p.get("uncached_weight", 4.0)),  # type: ignore[arg-type]
         )
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{TYPE}: bad parameter value: {exc}") from None
@@ -118,4 +169,8 @@ def from_params(name: str, raw: dict[str, object] | None) -> PrefixCacheScorer:
         raise ValueError(f"{TYPE}: match_threshold must be within [0, 1], got {scorer.match_threshold}")
     if scorer.balance_abs_threshold < 0 or scorer.balance_rel_threshold < 1.0 or scorer.ttl_s <= 0:
         raise ValueError(f"{TYPE}: need balance_abs_threshold >= 0, balance_rel_threshold >= 1, ttl_s > 0")
+    if scorer.mode not in ("cost", "threshold"):
+        raise ValueError(f"{TYPE}: mode must be 'cost' or 'threshold', got {scorer.mode!r}")
+    if scorer.request_overhead_tokens < 0 or scorer.uncached_weight < 0:
+        raise ValueError(f"{TYPE}: request_overhead_tokens and uncached_weight must be >= 0")
     return scorer

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.model import EndpointState, RoutingContext, RoutingRequest
-from gateway.routing.api import Filter, PostRoute, Scorer
+from gateway.routing.api import Filter, PostResponse, PostRoute, Scorer
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,15 @@ class Profile:
     filters: tuple[Filter, ...] = ()
     needs_prompt: bool = field(init=False)
     post_route: tuple[PostRoute, ...] = field(init=False)
+    post_response: tuple[PostResponse, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         # decided once here: a runtime Protocol isinstance check costs ~30 µs, too much per request
         object.__setattr__(self, "needs_prompt", any(ws.scorer.needs_prompt for ws in self.scorers))
         object.__setattr__(self, "post_route", tuple(ws.scorer for ws in self.scorers
                                                      if isinstance(ws.scorer, PostRoute)))
+        object.__setattr__(self, "post_response", tuple(ws.scorer for ws in self.scorers
+                                                        if isinstance(ws.scorer, PostResponse)))
 
     def pick(self, ctx: RoutingContext, request: RoutingRequest,
              endpoints: Sequence[EndpointState]) -> EndpointState | None:
@@ -65,6 +68,13 @@ class Profile:
         for hook in self.post_route:
             hook.routed(ctx, request, best)
         return best
+
+
+    def released(self, request: RoutingRequest, endpoint_id: str) -> None:
+        """Call after pick() returned an endpoint: at its first response bytes and when the attempt
+        ended (hooks are idempotent)."""
+        for hook in self.post_response:
+            hook.released(request, endpoint_id)
 
 
 def parse_spec(spec: str) -> list[tuple[str, float]]:
