@@ -55,6 +55,7 @@ class PrefixCacheScorer:
     # cost mode: uncached prompt tokens this gateway sent to each endpoint and not yet seen finish,
     # endpoint -> request id -> (tokens, routed at)
     _outstanding: dict[str, dict[str, tuple[int, float]]] = field(default_factory=dict, repr=False)
+    _outstanding_sum: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.index = PrefixIndex(self.ttl_s, self.capacity_blocks)
@@ -70,7 +71,7 @@ class PrefixCacheScorer:
         return block_hashes(ids[: self.block_size * self.max_blocks], self.block_size), len(ids)
 
     def outstanding_tokens(self, endpoint: str) -> int:
-        return sum(t for t, _ in self._outstanding.get(endpoint, {}).values())
+        return self._outstanding_sum.get(endpoint, 0)
 
     def score(self, ctx: RoutingContext, request: RoutingRequest,
               endpoints: Sequence[EndpointState]) -> dict[str, float]:
@@ -117,8 +118,11 @@ class PrefixCacheScorer:
             pending = self._outstanding.setdefault(endpoint.id, {})
             stale = ctx.now - self.ttl_s     # a request never released (lost hook) stops counting
             for rid in [r for r, (_, at) in pending.items() if at < stale]:
-                del pending[rid]
-            pending[request.request_id] = (max(0, n_tokens - matched * self.block_size), ctx.now)
+                self._drop(endpoint.id, rid)
+            self._drop(endpoint.id, request.request_id)
+            tokens = max(0, n_tokens - matched * self.block_size)
+            pending[request.request_id] = (tokens, ctx.now)
+            self._outstanding_sum[endpoint.id] = self._outstanding_sum.get(endpoint.id, 0) + tokens
         if not hashes:
             return
         matched = self.index.match(endpoint.id, request.model, hashes, ctx.now)
@@ -135,10 +139,14 @@ class PrefixCacheScorer:
         self._pending.pop(request.request_id, None)
 
     def released(self, request: RoutingRequest, endpoint_id: str) -> None:
-        """The response from `endpoint_id` ended (or failed): its prefill no longer queues there."""
+        """First bytes came from `endpoint_id`, or the attempt ended: its prefill no longer queues there."""
+        self._drop(endpoint_id, request.request_id)
+
+    def _drop(self, endpoint_id: str, request_id: str) -> None:
         pending = self._outstanding.get(endpoint_id)
-        if pending is not None:
-            pending.pop(request.request_id, None)
+        entry = pending.pop(request_id, None) if pending is not None else None
+        if entry is not None:
+            self._outstanding_sum[endpoint_id] -= entry[0]
 
 
 def from_params(name: str, raw: dict[str, object] | None) -> PrefixCacheScorer:
