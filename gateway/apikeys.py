@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from brix.files import read_yaml
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -64,12 +64,7 @@ class KeyBook:
 def load_keys(path: str | Path) -> KeyBook:
     """Read and validate an API keys file; ValueError lists every problem with its place."""
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ValueError(f"cannot read API keys file {p}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"API keys file {p} is not valid YAML: {exc}") from None
+    doc = read_yaml(p, "API keys file")
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise ValueError(f"API keys file {p}: expected a mapping with a list under 'keys:'")
     problems: list[str] = []

@@ -18,8 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from brix.files import read_yaml
 from gateway.routing.profile import parse_spec
 from gateway.routing.registry import Registry
 
@@ -124,10 +123,4 @@ def parse_config(doc: object, registry: Registry, source: str = "config") -> Gat
 
 def load_config(path: str | Path, registry: Registry) -> GatewayConfig:
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ValueError(f"cannot read config file {p}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"config file {p} is not valid YAML: {exc}") from None
-    return parse_config(doc, registry, str(p))
+    return parse_config(read_yaml(p, "gateway config file"), registry, str(p))

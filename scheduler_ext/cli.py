@@ -160,17 +160,14 @@ def _lora_args(parser: argparse.ArgumentParser) -> None:
 def _run_lora(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import yaml
-
+    from brix.files import FileError, read_yaml
     from scheduler_ext.solvers import lora_placement
 
     path = Path(args.state)
     try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise UsageError(f"--state {path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--state {path}: not valid JSON or YAML: {exc}") from None
+        doc = read_yaml(path, "--state")
+    except FileError as exc:
+        raise UsageError(str(exc)) from None
     try:
         problem = lora_placement.problem_from_doc(doc, str(path))
         overrides = {k: v for k, v in (("time_limit_s", args.time_limit), ("seed", args.seed),

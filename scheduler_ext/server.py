@@ -459,10 +459,13 @@ async def serve(settings: Settings) -> None:
 
 
 def _solve_workloads(ext: Extender, settings: Settings) -> None:
-    import yaml
+    from brix.files import FileError, read_yaml
 
     assert settings.workloads_file is not None
-    docs = yaml.safe_load(settings.workloads_file.read_text()) or []
+    try:
+        docs = read_yaml(settings.workloads_file, "--workloads") or []
+    except FileError as exc:
+        raise InputError(str(exc)) from None
     if not isinstance(docs, list):
         raise InputError(f"{settings.workloads_file}: expected a list of workloads")
     for i, doc in enumerate(docs):

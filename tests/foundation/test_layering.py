@@ -39,5 +39,5 @@ def test_component_imports_no_other_component(component: str) -> None:
 
 
 def test_shared_helpers_import_no_component() -> None:
-    for name in ("cli", "commands", "logs", "procs", "tokenizer", "prefix"):
+    for name in ("cli", "commands", "files", "logs", "procs", "tokenizer", "prefix"):
         assert not imported_packages(ROOT / "brix" / f"{name}.py") & set(COMPONENTS), name
