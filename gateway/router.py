@@ -6,7 +6,7 @@ stateful strategies (prefix index, session table) see all traffic. Profiles are 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from gateway.config import GatewayConfig
 from gateway.model import EndpointState, RoutingContext, RoutingError, RoutingRequest
@@ -61,6 +61,14 @@ class Router:
             self._profiles.pop(next(iter(self._profiles)))
         self._profiles[spec] = prof
         return prof
+
+    def forget_endpoints(self, keep: Iterable[str]) -> None:
+        """Let stateful strategies (prefix index, ledgers) drop endpoints discovery no longer has."""
+        alive = list(keep)
+        for inst in self._instances.values():
+            forget = getattr(inst, "forget_endpoints", None)
+            if forget is not None:
+                forget(alive)
 
     def pick(self, profile: Profile, ctx: RoutingContext, request: RoutingRequest,
              endpoints: Sequence[EndpointState]) -> EndpointState | None:

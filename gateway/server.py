@@ -258,7 +258,8 @@ def build_app(gw: Gateway, discovery: Any, session_factory: Any = None) -> web.A
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.timeouts.connect_s, connect=s.timeouts.connect_s))
         await discovery.start(gw.store)
-        tasks = [asyncio.create_task(models_loop(gw.session, gw.store, s.models_refresh_s, s.scrape_timeout_s)),
+        tasks = [asyncio.create_task(forget_loop(gw.store, gw.router, s.models_refresh_s)),
+                 asyncio.create_task(models_loop(gw.session, gw.store, s.models_refresh_s, s.scrape_timeout_s)),
                  asyncio.create_task(scrape_loop(gw.session, gw.store, s.scrape_interval_s, s.scrape_timeout_s))]
         yield
         await discovery.stop()
@@ -270,6 +271,16 @@ def build_app(gw: Gateway, discovery: Any, session_factory: Any = None) -> web.A
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def forget_loop(store: EndpointStore, router: Router, interval: float) -> None:
+    """When discovery changes the endpoint set, stateful strategies forget the endpoints that left."""
+    seen = store.version
+    while True:
+        await asyncio.sleep(interval)
+        if store.version != seen:
+            seen = store.version
+            router.forget_endpoints(store.endpoint_ids())
 
 
 def make_gateway(settings: Settings, keys: KeyBook | None, store_backend: Any, router: Router,

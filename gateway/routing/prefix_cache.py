@@ -20,7 +20,7 @@ num_gpu_blocks from vllm:cache_config_info when `auto_capacity`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from brix.prefix import block_hashes
@@ -141,6 +141,14 @@ class PrefixCacheScorer:
     def released(self, request: RoutingRequest, endpoint_id: str) -> None:
         """First bytes came from `endpoint_id`, or the attempt ended: its prefill no longer queues there."""
         self._drop(endpoint_id, request.request_id)
+
+    def forget_endpoints(self, keep: Iterable[str]) -> None:
+        """Discovery removed endpoints: drop their prefix index entries and queued-prefill ledger."""
+        alive = set(keep)
+        self.index.forget_endpoints(alive)
+        for endpoint in [e for e in self._outstanding if e not in alive]:
+            del self._outstanding[endpoint]
+            self._outstanding_sum.pop(endpoint, None)
 
     def _drop(self, endpoint_id: str, request_id: str) -> None:
         pending = self._outstanding.get(endpoint_id)

@@ -150,3 +150,17 @@ def test_bad_mode_is_rejected_with_the_type_name():
     with pytest.raises(ValueError, match="prefix-cache-aware: mode"):
         from_params("x", {"mode": "fast"})
     assert from_params("x", {"mode": "cost", "request_overhead_tokens": 64}).mode == "cost"
+
+
+def test_forgetting_removed_endpoints_drops_their_index_and_queued_prefill():
+    scorer, _ = cost_profile()
+    scorer.index.insert("a", "m", scorer.hashes(SHARED), 100.0)
+    scorer.index.insert("b", "m", scorer.hashes(SHARED), 100.0)
+    ctx = RoutingContext(now=100.0, rng=random.Random(0))
+    request = RoutingRequest(model="m", prompt="unrelated words " * 50, request_id="q")
+    scorer.score(ctx, request, [ep("a"), ep("b")])
+    scorer.routed(ctx, request, ep("a"))
+    assert scorer.outstanding_tokens("a") > 0
+    scorer.forget_endpoints(["b"])  # discovery no longer has 'a'
+    assert scorer.index.size("a", "m") == 0 and scorer.outstanding_tokens("a") == 0
+    assert scorer.index.size("b", "m") > 0
