@@ -159,6 +159,9 @@ class EngineServer:
         return await self._generate(request, chat=True)
 
     async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        # Like vLLM's API server, a request arrives when it is received: reading the body,
+        # tokenizing and hashing it are part of its time to first token, not before it.
+        received = self.arrival_time()
         try:
             body = await self._read_json(request)
             gen = api.parse_generate(body, chat, self.settings.seed, self.max_model_len)
@@ -168,7 +171,7 @@ class EngineServer:
         if self.settings.fail_rate and self._fail_rng.random() < self.settings.fail_rate:
             return _json(500, api.error_body(500, "injected failure (--fail-rate)", "InternalServerError"))
         req = SimRequest(rid=next(self._ids), prompt_len=len(gen.prompt_ids), max_tokens=gen.max_tokens,
-                         block_hashes=block_hashes(gen.prompt_ids, self.kv.block_size), arrival=self.arrival_time(),
+                         block_hashes=block_hashes(gen.prompt_ids, self.kv.block_size), arrival=received,
                          lora=lora, stream=gen.stream)
         try:
             self.engine.add(req)
