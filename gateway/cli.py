@@ -37,6 +37,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--event-loop", default="auto", choices=["auto", "uvloop", "asyncio"],
                    help="event loop: uvloop (about half the per-request loop cost), asyncio, or auto = uvloop when "
                         "installed")
+    p.add_argument("--upstream-client", default="fast", choices=["fast", "aiohttp"],
+                   help="client for proxied requests: fast (lean keep-alive HTTP/1.1 client, plain http "
+                        "endpoints only; https ones use aiohttp) or aiohttp (ClientSession)")
     add_logging_flags(p)
 
 
@@ -68,7 +71,8 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
         models_refresh_s=args.models_refresh, max_body_bytes=args.max_body_bytes,
         timeouts=TimeoutSettings(args.connect_timeout, args.first_byte_timeout, args.idle_timeout),
         retries=args.retries, max_connections=args.max_connections, access_log=not args.no_access_log,
-        seed=None if args.seed < 0 else args.seed, event_loop=args.event_loop)
+        seed=None if args.seed < 0 else args.seed, event_loop=args.event_loop,
+        upstream_client=args.upstream_client)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.settings import TimeoutSettings
+from gateway.upstream import FastResponse, UpstreamClient
 from gateway.wire import error_body, find_usage
 
 log = logging.getLogger(__name__)
@@ -64,18 +65,22 @@ def upstream_headers(request: web.Request, request_id: str, strategy: str, drop_
     return headers
 
 
-async def open_upstream(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
-                        timeouts: TimeoutSettings) -> aiohttp.ClientResponse:
-    """Send the request and wait for the response headers (first byte). The connect timeout is
-    the session's own (set once in server.serve)."""
+async def open_upstream(session: aiohttp.ClientSession, fast: UpstreamClient | None, endpoint: str, path: str,
+                        body: bytes, headers: dict[str, str], timeouts: TimeoutSettings
+                        ) -> aiohttp.ClientResponse | FastResponse:
+    """Send the request and wait for the response headers (first byte), through the fast client
+    when there is one (plain http endpoints), else aiohttp's session. The connect timeout is the
+    client's own (set once in server.build_app)."""
     try:
         async with asyncio.timeout(timeouts.first_byte_s):
-            return await session.post(url, data=body, headers=headers)
+            if fast is not None and endpoint.startswith("http://"):
+                return await fast.post(endpoint, path, body, headers)
+            return await session.post(endpoint + path, data=body, headers=headers)
     except TimeoutError:
         raise UpstreamTimeout(f"no response from the engine within {timeouts.first_byte_s:g}s (first-byte timeout)") from None
 
 
-async def relay(request: web.Request, resp: aiohttp.ClientResponse, request_id: str, started: float,
+async def relay(request: web.Request, resp: aiohttp.ClientResponse | FastResponse, request_id: str, started: float,
                 timeouts: TimeoutSettings, extra_headers: dict[str, str], out: Outcome) -> web.StreamResponse:
     """Copy the upstream response to the client as it arrives, filling `out` as it goes (so the
     caller still knows what happened when the client disconnects mid-way)."""

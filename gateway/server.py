@@ -29,6 +29,7 @@ from gateway.settings import Settings
 from gateway.stats import GatewayStats
 from gateway.store import EndpointStore
 from gateway.tokens import estimate_stream_usage
+from gateway.upstream import UpstreamClient
 from gateway.wire import error_body, parse_body, prompt_text
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Gateway:
         self.rng = rng
         self.stats = GatewayStats()
         self.session: aiohttp.ClientSession | None = None
+        self.fast: UpstreamClient | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Any) -> None:
@@ -110,8 +112,8 @@ class Gateway:
                 self.store.acquire(endpoint)
                 try:
                     try:
-                        resp = await proxy.open_upstream(self.session, endpoint + request.path, raw, headers,  # type: ignore[arg-type]
-                                                         self.settings.timeouts)
+                        resp = await proxy.open_upstream(self.session, self.fast, endpoint, request.path,  # type: ignore[arg-type]
+                                                         raw, headers, self.settings.timeouts)
                     except proxy.RETRYABLE as exc:
                         tried.add(endpoint)
                         self.store.set_ready(endpoint, False)
@@ -257,6 +259,8 @@ def build_app(gw: Gateway, discovery: Any, session_factory: Any = None) -> web.A
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Content-Type"),
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.timeouts.connect_s, connect=s.timeouts.connect_s))
+        if s.upstream_client == "fast":
+            gw.fast = UpstreamClient(s.timeouts.connect_s, max_idle=s.max_connections)
         await discovery.start(gw.store)
         tasks = [asyncio.create_task(forget_loop(gw.store, gw.router, s.models_refresh_s)),
                  asyncio.create_task(models_loop(gw.session, gw.store, s.models_refresh_s, s.scrape_timeout_s)),
@@ -268,6 +272,8 @@ def build_app(gw: Gateway, discovery: Any, session_factory: Any = None) -> web.A
         await asyncio.gather(*tasks, return_exceptions=True)
         await gw.admission.store.close()
         await gw.session.close()
+        if gw.fast is not None:
+            await gw.fast.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -45,3 +45,7 @@ class Settings:
     event_loop: str = "auto"
     """"uvloop", "asyncio", or "auto" (uvloop when importable): uvloop roughly halves the
     per-request event-loop cost (gateway/README.md, Performance)."""
+    upstream_client: str = "fast"
+    """"fast" (gateway/upstream.py: keep-alive pools per endpoint, one write per request, aiohttp's
+    C response parser) or "aiohttp" (ClientSession) for the proxied requests; scrapes and
+    /v1/models always use aiohttp. With "fast", max_connections caps idle connections per endpoint."""

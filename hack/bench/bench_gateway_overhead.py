@@ -66,6 +66,8 @@ def main() -> int:
             ("direct", lambda: engines, None),
             ("brix least-request (asyncio loop)", lambda: [start_brix(ps, engines, event_loop="asyncio")], "brix"),
             ("brix least-request", lambda: [start_brix(ps, engines)], "brix"),
+            ("brix least-request (aiohttp client)",
+             lambda: [start_brix(ps, engines, "--upstream-client", "aiohttp")], "brix"),
             ("brix prefix-cache-aware", lambda: [start_brix(ps, engines, "--config", _cfg(log_dir))], "brix"),
             ("sglang-router round_robin", lambda: [start_sglang(ps, venv, engines, "round_robin")], "peer"),
             ("sglang-router cache_aware", lambda: [start_sglang(ps, venv, engines, "cache_aware")], "peer"),

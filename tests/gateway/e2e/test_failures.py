@@ -25,9 +25,14 @@ def engine_running(url: str) -> float:
     raise AssertionError("engine exports no vllm:num_requests_running")
 
 
-def test_failover_when_an_engine_is_killed(start_engines, start_gateway):  # type: ignore[no-untyped-def]
+# both upstream clients (gateway/upstream.py, the default, and aiohttp's) keep these semantics
+CLIENTS = pytest.mark.parametrize("upstream", ["fast", "aiohttp"])
+
+
+@CLIENTS
+def test_failover_when_an_engine_is_killed(start_engines, start_gateway, upstream):  # type: ignore[no-untyped-def]
     engines = start_engines(2)
-    url = start_gateway([e.url for e in engines], "--scrape-interval", "5")   # no scrape to notice first
+    url = start_gateway([e.url for e in engines], "--scrape-interval", "5", "--upstream-client", upstream)   # no scrape to notice first
     client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=20)
     for _ in range(4):
         client.completions.create(model="mock-llm", prompt="warm", max_tokens=1)
@@ -64,9 +69,10 @@ def test_unhealthy_engine_gets_no_traffic(start_engines, start_gateway):  # type
         assert out.headers["x-brix-endpoint"] == engines[1].url
 
 
-def test_client_disconnect_cancels_the_upstream_request(start_engines, start_gateway):  # type: ignore[no-untyped-def]
+@CLIENTS
+def test_client_disconnect_cancels_the_upstream_request(start_engines, start_gateway, upstream):  # type: ignore[no-untyped-def]
     engines = start_engines(1)
-    url = start_gateway([e.url for e in engines])
+    url = start_gateway([e.url for e in engines], "--upstream-client", upstream)
     urllib.request.urlopen(urllib.request.Request(engines[0].url + "/admin/fault", data=b'{"slow_factor": 40}',
                                                   headers={"Content-Type": "application/json"}), timeout=5)
 
@@ -86,7 +92,8 @@ def test_client_disconnect_cancels_the_upstream_request(start_engines, start_gat
         time.sleep(0.05)
 
 
-def test_engine_that_never_answers_hits_the_first_byte_timeout(launcher):  # type: ignore[no-untyped-def]
+@CLIENTS
+def test_engine_that_never_answers_hits_the_first_byte_timeout(launcher, upstream):  # type: ignore[no-untyped-def]
     # engine_mock always answers, so a tiny upstream that accepts and then says nothing stands in
     port = procs.free_port()
 
@@ -104,7 +111,8 @@ def test_engine_that_never_answers_hits_the_first_byte_timeout(launcher):  # typ
         runner = web.AppRunner(app, shutdown_timeout=0.1)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        gw = await asyncio.to_thread(launcher.gateway, [f"http://127.0.0.1:{port}"], "--first-byte-timeout", "1")
+        gw = await asyncio.to_thread(launcher.gateway, [f"http://127.0.0.1:{port}"], "--first-byte-timeout", "1",
+                                   "--upstream-client", upstream)
         async with aiohttp.ClientSession() as s:
             t0 = time.monotonic()
             async with s.post(gw + "/v1/completions", json={"model": "hang", "prompt": "x"}) as resp:
@@ -116,9 +124,10 @@ def test_engine_that_never_answers_hits_the_first_byte_timeout(launcher):  # typ
     asyncio.run(main())
 
 
-def test_stream_broken_by_the_engine_ends_with_an_error_event(start_engines, start_gateway):  # type: ignore[no-untyped-def]
+@CLIENTS
+def test_stream_broken_by_the_engine_ends_with_an_error_event(start_engines, start_gateway, upstream):  # type: ignore[no-untyped-def]
     engines = start_engines(1)
-    url = start_gateway([e.url for e in engines])
+    url = start_gateway([e.url for e in engines], "--upstream-client", upstream)
     urllib.request.urlopen(urllib.request.Request(engines[0].url + "/admin/fault",
                                                   data=b'{"drop_connection_after_tokens": 3}',
                                                   headers={"Content-Type": "application/json"}), timeout=5)
