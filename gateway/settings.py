@@ -38,7 +38,7 @@ class Settings:
     retries: int = 2
     """Other endpoints tried after a connect failure (never once bytes reached the client)."""
     max_connections: int = 2048
-    """Size of the shared upstream connection pool (all endpoints together)."""
+    """aiohttp client: size of the shared upstream connection pool (all endpoints together); fast client: idle connections kept per endpoint."""
     access_log: bool = True
     seed: int | None = None
     """Seed for tie-breaking and random strategies; None = from the OS."""
