@@ -254,9 +254,11 @@ def build_app(gw: Gateway, discovery: Any, session_factory: Any = None) -> web.A
         connector = aiohttp.TCPConnector(limit=s.max_connections, limit_per_host=0, ttl_dns_cache=300,
                                          keepalive_timeout=30)
         # no cookie jar (a proxy must not keep engines' cookies) and one timeout object for every
-        # request: both are per-request work aiohttp would otherwise do on the hot path
+        # request: both are per-request work aiohttp would otherwise do on the hot path. No
+        # Accept-Encoding either: with auto_decompress off, a gzip answer (prometheus_client
+        # compresses /metrics when asked, as vLLM's does) would reach the scraper or client compressed.
         gw.session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Content-Type"),
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.timeouts.connect_s, connect=s.timeouts.connect_s))
         if s.upstream_client == "fast":

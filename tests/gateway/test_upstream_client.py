@@ -64,8 +64,10 @@ async def client() -> AsyncIterator[UpstreamClient]:
 
 @pytest.fixture
 def engine(brix_process, free_port):  # type: ignore[no-untyped-def]
+    # --speed 2: ~4 ms between tokens, so a stream that is passed on as it comes arrives in pieces
+    # even on a loaded machine
     port = free_port
-    brix_process("engine-mock", "engine-mock", "--port", str(port), "--model", "mock-llm", "--speed", "200",
+    brix_process("engine-mock", "engine-mock", "--port", str(port), "--model", "mock-llm", "--speed", "2",
                  ready_url=f"http://127.0.0.1:{port}/health")
     return f"http://127.0.0.1:{port}"
 
@@ -225,3 +227,62 @@ async def test_pooled_connection_closed_by_the_server_is_replaced():  # type: ig
             await asyncio.sleep(0.05)
         assert lb.connections == 3
         await c.close()
+
+
+
+async def test_gateway_never_asks_engines_for_compressed_bodies(brix_process, free_port):
+    """Bodies are relayed without decompressing, so an engine that compresses when asked
+    (prometheus_client does for /metrics, as vLLM's /metrics does) must never be asked:
+    the gateway's scrapes, model refreshes and proxied requests carry no Accept-Encoding."""
+    import asyncio
+    import json
+
+    from aiohttp import web
+
+    from brix import procs
+
+    seen: dict[str, str] = {}
+
+    async def record(request: web.Request) -> web.Response:
+        seen[request.path] = request.headers.get("Accept-Encoding", "")
+        if request.path == "/v1/models":
+            return web.json_response({"object": "list", "data": [{"id": "m", "object": "model"}]})
+        if request.path == "/metrics":
+            return web.Response(text="vllm:num_requests_running{model_name=\"m\"} 0\n")
+        return web.json_response({"id": "x", "object": "text_completion", "choices": [],
+                                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", free_port).start()
+    try:
+        for client in ("fast", "aiohttp"):
+            seen.clear()
+            port = procs.free_port()
+            gw = brix_process(f"gateway-{client}", "gateway", "--port", str(port), "--endpoints",
+                              f"http://127.0.0.1:{free_port}", "--scrape-interval", "0.05",
+                              "--upstream-client", client, ready_url=f"http://127.0.0.1:{port}/readyz", wait=False)
+            await asyncio.get_running_loop().run_in_executor(None, gw.wait_ready, 30)
+            body = json.dumps({"model": "m", "prompt": "hi"}).encode()
+
+            def post(port: int = port, body: bytes = body) -> int:
+                import urllib.request
+
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
+                                             headers={"Content-Type": "application/json",
+                                                      "Accept-Encoding": "gzip"})
+                with urllib.request.urlopen(req, timeout=10) as resp:
+                    return resp.status
+
+            assert await asyncio.get_running_loop().run_in_executor(None, post) == 200
+            for _ in range(100):
+                if "/metrics" in seen:
+                    break
+                await asyncio.sleep(0.05)
+            assert seen.get("/metrics") == "" and seen.get("/v1/models") == "", (client, seen)
+            assert seen.get("/v1/completions") == "", (client, seen)
+            gw.stop()
+    finally:
+        await runner.cleanup()
