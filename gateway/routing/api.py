@@ -58,13 +58,7 @@ def least(values: dict[str, float]) -> dict[str, float]:
 
 def most(values: dict[str, float]) -> dict[str, float]:
     """Normalise so the largest value scores 1 and the smallest 0; all equal -> 1."""
-    if not values:
-        return {}
-    lo, hi = min(values.values()), max(values.values())
-    if hi - lo <= 1e-12:
-        return dict.fromkeys(values, 1.0)
-    span = hi - lo
-    return {k: (v - lo) / span for k, v in values.items()}
+    return least({k: -v for k, v in values.items()})
 
 
 def check_params(type_name: str, raw: dict[str, object] | None, allowed: Sequence[str]) -> dict[str, object]:
