@@ -177,20 +177,27 @@ async def closed_loop(urls: list[str], body: bytes, concurrency: int, duration: 
             while time.perf_counter() < stop_at:
                 url = urls[n % len(urls)]
                 n += 1
-                t0 = time.perf_counter()
-                try:
-                    async with s.post(url, data=body, headers=headers) as resp:
-                        await resp.read()
-                        ok = resp.status == 200
-                except aiohttp.ClientError:
-                    ok = False
-                if ok:
-                    lat.append(time.perf_counter() - t0)
+                took = await _timed_post(s, url, body, headers)
+                if took is not None:
+                    lat.append(took)
                 else:
                     errors += 1
         t_start = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
         return LoadResult(lat, errors, time.perf_counter() - t_start)
+
+
+async def _timed_post(s: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]) -> float | None:
+    """Seconds one POST took to a 200 with its body read; None when it failed."""
+    t0 = time.perf_counter()
+    try:
+        async with s.post(url, data=body, headers=headers) as resp:
+            await resp.read()
+            if resp.status != 200:
+                return None
+    except aiohttp.ClientError:
+        return None
+    return time.perf_counter() - t0
 
 
 async def open_loop(urls: list[str], body: bytes, rate: float, duration: float) -> LoadResult:
@@ -205,15 +212,9 @@ async def open_loop(urls: list[str], body: bytes, rate: float, duration: float) 
             delay = at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            t0 = time.perf_counter()
-            try:
-                async with s.post(urls[i % len(urls)], data=body, headers=headers) as resp:
-                    await resp.read()
-                    ok = resp.status == 200
-            except aiohttp.ClientError:
-                ok = False
-            if ok:
-                lat.append(time.perf_counter() - t0)
+            took = await _timed_post(s, urls[i % len(urls)], body, headers)
+            if took is not None:
+                lat.append(took)
             else:
                 errors += 1
         t_start = time.perf_counter() + 0.05
