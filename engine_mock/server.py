@@ -25,6 +25,7 @@ from brix.prefix import block_hashes
 from brix.tokenizer import token_ids, tokenize
 from engine_mock import api
 from engine_mock.api import ApiError
+from engine_mock.clock import StepClock
 from engine_mock.kv_cache import KVCache
 from engine_mock.lora import LoraError, LoraRegistry
 from engine_mock.metrics import EngineMetrics
@@ -35,7 +36,6 @@ from engine_mock.scheduler import Engine, RequestTooLarge
 log = logging.getLogger(__name__)
 JSON = "application/json"
 EMBEDDING_DIM = 256
-MIN_TIMER_S = 0.001
 LATE_SLACK_S = 0.005  # wall seconds of event-loop lateness absorbed without moving simulated time
 
 
@@ -80,15 +80,22 @@ class EngineServer:
         """Plan a step, sleep until its simulated end, deliver its tokens; repeat while busy.
 
         Simulated time is authoritative: while the engine stays busy, the next step starts at
-        the previous step's end even if the event loop woke a little late (timer granularity is
-        about 1 ms, which --speed would otherwise magnify), and the next sleep catches up.
+        the previous step's end even if the event loop woke a little late (a loaded
+        machine, which --speed would otherwise magnify), and the next sleep catches up.
+        StepClock (engine_mock/clock.py) keeps that lateness to tens of microseconds.
         """
+        clock = StepClock(asyncio.get_running_loop())
+        try:
+            await self._run_steps(clock, LATE_SLACK_S * self.speed)
+        finally:
+            clock.close()
+
+    async def _run_steps(self, clock: StepClock, slack: float) -> None:
         loop = asyncio.get_running_loop()
         engine = self.engine
         wake = self._wake
         record = self.metrics.record
         lateness = self.metrics.lateness
-        slack = LATE_SLACK_S * self.speed
         while True:
             if not engine.has_work():
                 self._cursor = None
@@ -107,25 +114,15 @@ class EngineServer:
                 await wake.wait()
                 continue
             self._cursor = step.end
-            delay = self.t0 + step.end / self.speed - loop.time()
-            # the selector rounds timeouts up to whole milliseconds (0.5 ms late on average):
-            # sleep to a millisecond before the end, then yield to the handlers until the end
-            # (at most 1 ms of busy waiting per step). Steps shorter than that (high --speed)
-            # just yield once, so a fast-forwarded engine never spins.
-            if delay > MIN_TIMER_S:
-                await asyncio.sleep(delay - MIN_TIMER_S)
-                target = self.t0 + step.end / self.speed
-                while loop.time() < target:
-                    await asyncio.sleep(0)
-            else:
-                await asyncio.sleep(0)
+            await clock.sleep_until(self.t0 + step.end / self.speed)
             late = loop.time() - self.t0 - step.end / self.speed
             lateness.observe(late if late > 0 else 0.0)
-            record(step)
             for req in step.emitted:
                 waiter = req.waiter
                 if waiter is not None and (req.stream or req.finished is not None) and not waiter.done():
                     waiter.set_result(None)
+            await asyncio.sleep(0)  # let the woken handlers write their tokens before the metrics work
+            record(step)
 
     async def on_startup(self, app: web.Application) -> None:
         self.t0 = asyncio.get_running_loop().time()
