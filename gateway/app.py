@@ -6,8 +6,6 @@ import asyncio
 import logging
 import signal
 
-from aiohttp import web
-
 from brix.commands import UsageError
 from brix.logs import kv
 from gateway.apikeys import KeyBook, load_keys
@@ -15,10 +13,11 @@ from gateway.config import GatewayConfig, load_config
 from gateway.ratelimit import MemoryStore, RedisStore
 from gateway.router import Router
 from gateway.routing.registry import register_builtin
-from gateway.server import Gateway, build_app, make_gateway
+from gateway.server import Gateway, build_edge, make_gateway, running
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
+SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long to finish after SIGTERM
 
 
 def load_inputs(settings: Settings) -> tuple[GatewayConfig, KeyBook | None, Router]:
@@ -63,20 +62,27 @@ def make_discovery(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 async def serve(settings: Settings, gw: Gateway, discovery, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
-    app = build_app(gw, discovery)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=2048, reuse_address=True)
-    await site.start()
+    edge = build_edge(gw)
+    async with running(gw, discovery):
+        try:
+            await edge.start(settings.host, settings.port)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); pick a free "
+                             "--port or another --host") from None
+        try:
+            await _serve_until(settings, gw, stop)
+        finally:
+            await edge.stop(grace_s=SHUTDOWN_GRACE_S)
+
+
+async def _serve_until(settings: Settings, gw: Gateway, stop: asyncio.Event) -> None:
     kv(log, "gateway listening", host=settings.host, port=settings.port,
        mode="kubernetes" if settings.kubernetes else "static", endpoints=len(settings.endpoints),
        default_strategy=gw.router.config.default_strategy,
        api_keys=len(gw.admission.keys) if gw.admission.keys else 0,
        rate_limits="redis" if settings.redis_url else "memory")
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await stop.wait()
+    kv(log, "gateway stopping", grace_s=SHUTDOWN_GRACE_S)
 
 
 async def amain(settings: Settings) -> int:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
-from aiohttp import web
 
+from gateway.http_edge import Request, Responder
 from gateway.settings import TimeoutSettings
 from gateway.upstream import FastResponse, UpstreamClient
 from gateway.wire import error_body, find_usage
@@ -21,13 +21,9 @@ log = logging.getLogger(__name__)
 # hop-by-hop and framing headers that must not be copied between connections
 _DROP_REQUEST = frozenset({"host", "content-length", "connection", "keep-alive", "transfer-encoding", "te",
                            "upgrade", "proxy-authorization", "proxy-connection", "expect", "accept-encoding"})
-_KEEP_RESPONSE = ("Content-Type", "Cache-Control", "x-session-id")
+_KEEP_RESPONSE = ("content-type", "cache-control", "x-session-id")
 # errors raised before any response byte: the request can go to another endpoint
 RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
-
-
-class UpstreamTimeout(Exception):
-    pass
 
 
 @dataclass
@@ -56,68 +52,57 @@ class Outcome:
                 self.usage_known = True
 
 
-def upstream_headers(request: web.Request, request_id: str, strategy: str, drop_auth: bool) -> dict[str, str]:
-    """The client's headers minus hop-by-hop ones (and minus the gateway's own API key)."""
+def upstream_headers(request: Request, request_id: str, strategy: str, drop_auth: bool) -> dict[str, str]:
+    """The client's headers minus hop-by-hop ones (and minus the gateway's own API key).
+    Names arrive lower-cased from the HTTP server."""
     headers = {k: v for k, v in request.headers.items()
-               if k.lower() not in _DROP_REQUEST and not (drop_auth and k.lower() == "authorization")}
+               if k not in _DROP_REQUEST and not (drop_auth and k == "authorization")}
     headers["x-request-id"] = request_id
     headers["routing-strategy"] = strategy
     return headers
 
 
 async def open_upstream(session: aiohttp.ClientSession, fast: UpstreamClient | None, endpoint: str, path: str,
-                        body: bytes, headers: dict[str, str], timeouts: TimeoutSettings
-                        ) -> aiohttp.ClientResponse | FastResponse:
-    """Send the request and wait for the response headers (first byte), through the fast client
-    when there is one (plain http endpoints), else aiohttp's session. The connect timeout is the
-    client's own (set once in server.build_app)."""
-    try:
-        async with asyncio.timeout(timeouts.first_byte_s):
-            if fast is not None and endpoint.startswith("http://"):
-                return await fast.post(endpoint, path, body, headers)
-            return await session.post(endpoint + path, data=body, headers=headers)
-    except TimeoutError:
-        raise UpstreamTimeout(f"no response from the engine within {timeouts.first_byte_s:g}s (first-byte timeout)") from None
+                        body: bytes, headers: dict[str, str]) -> aiohttp.ClientResponse | FastResponse:
+    """Send the request and wait for the response headers, through the fast client when there
+    is one (plain http endpoints), else aiohttp's session. The connect timeout is the client's
+    own; the first-byte timeout is the caller's."""
+    if fast is not None and endpoint.startswith("http://"):
+        return await fast.post(endpoint, path, body, headers)
+    return await session.post(endpoint + path, data=body, headers=headers)
 
 
-async def relay(request: web.Request, resp: aiohttp.ClientResponse | FastResponse, request_id: str, started: float,
-                timeouts: TimeoutSettings, extra_headers: dict[str, str], out: Outcome) -> web.StreamResponse:
+async def relay(client: Responder, resp: aiohttp.ClientResponse | FastResponse, request_id: str, started: float,
+                timeouts: TimeoutSettings, extra_headers: dict[str, str], out: Outcome,
+                deadline: asyncio.Timeout) -> None:
     """Copy the upstream response to the client as it arrives, filling `out` as it goes (so the
-    caller still knows what happened when the client disconnects mid-way)."""
+    caller still knows what happened when the client disconnects mid-way). `deadline` is the
+    caller's first-byte timeout; every streamed chunk moves it to idle_s from now."""
     out.status = resp.status
     headers = {"x-request-id": request_id, **extra_headers}
     for name in _KEEP_RESPONSE:
         value = resp.headers.get(name)
         if value is not None:
             headers[name] = value
-    ctype = resp.headers.get("Content-Type", "")
+    ctype = resp.headers.get("content-type", "")
     if not ctype.startswith("text/event-stream"):
-        try:
-            async with asyncio.timeout(timeouts.first_byte_s):
-                data = await resp.read()
-        except TimeoutError:
-            raise UpstreamTimeout(f"the engine's response did not finish within {timeouts.first_byte_s:g}s") from None
+        data = await resp.read()
         out.ttft_s = time.monotonic() - started
         usage = find_usage(data) if resp.status == 200 else None
         if usage:
             out.prompt_tokens, out.completion_tokens = usage
             out.usage_known = True
-        return web.Response(body=data, status=resp.status, headers=headers)
+        client.send(resp.status, headers, data)
+        return
 
     out.streamed = True
-    client = web.StreamResponse(status=resp.status, headers=headers)
-    await client.prepare(request)
+    client.start(resp.status, headers)
     content = resp.content
+    loop = asyncio.get_running_loop()
+    idle_s = timeouts.idle_s
     try:
         while True:
-            try:
-                async with asyncio.timeout(timeouts.first_byte_s if out.ttft_s is None else timeouts.idle_s):
-                    chunk = await content.readany()
-            except TimeoutError:
-                out.error = "idle stream timeout"
-                await client.write(b'data: ' + error_body(f"the engine sent nothing for {timeouts.idle_s:g}s; "
-                                                            "stream closed by the gateway", "timeout", 504) + b"\n\n")
-                break
+            chunk = await content.readany()
             if not chunk:
                 break
             if out.ttft_s is None:
@@ -126,13 +111,23 @@ async def relay(request: web.Request, resp: aiohttp.ClientResponse | FastRespons
                     out.on_first_byte()
             out.stream_events += chunk.count(b"data:")
             out.tail = (out.tail + chunk)[-8192:]
+            deadline.reschedule(loop.time() + idle_s)
             await client.write(chunk)
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
         out.error = f"upstream stream broke: {type(exc).__name__}"
         try:
             await client.write(b"data: " + error_body("the engine closed the stream early", "upstream_error", 502)
                                + b"\n\n")
-        except (ConnectionError, RuntimeError):
+        except ConnectionError:
             pass
-    await client.write_eof()
-    return client
+    client.end()
+
+
+async def end_stream_on_timeout(client: Responder, out: Outcome, timeouts: TimeoutSettings) -> None:
+    """A started stream whose engine went quiet for idle_s (or sent no first chunk within
+    first_byte_s): an error event, then the end of the stream."""
+    out.error = "idle stream timeout"
+    quiet = timeouts.first_byte_s if out.ttft_s is None else timeouts.idle_s
+    await client.write(b"data: " + error_body(f"the engine sent nothing for {quiet:g}s; stream closed by "
+                                              "the gateway", "timeout", 504) + b"\n\n")
+    client.end()

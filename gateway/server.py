@@ -1,27 +1,31 @@
-"""The aiohttp edge: OpenAI routes, /healthz, /readyz, /metrics, and the app's lifecycle.
+"""The gateway's routes: OpenAI routes, /healthz, /readyz, /metrics, and the service lifecycle.
 
-One Gateway object owns the store, router, admission, stats and the single upstream
-ClientSession; handlers reach it through `app[GATEWAY]` (no globals).
+One Gateway object owns the store, router, admission, stats and the upstream clients; its
+handlers take (http_edge.Request, http_edge.Responder). `running` starts and stops the
+background loops (discovery, /metrics scrapes, /v1/models refresh) around the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import itertools
 import json
 import logging
+import os
 import random
 import time
-import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from brix.logs import kv
 from gateway import proxy
 from gateway.apikeys import ApiKey, KeyBook
+from gateway.http_edge import ClientGone, HttpEdge, Request, Responder
 from gateway.limits import Admission, RateLimited
 from gateway.model import RoutingContext, RoutingError, RoutingRequest
 from gateway.router import Router
@@ -35,15 +39,23 @@ from gateway.wire import error_body, parse_body, prompt_text
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gateway.access")
 
-GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")  # type: ignore[name-defined]
 PROXIED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+JSON_TYPE = {"content-type": "application/json"}
 
 
-def error_response(status: int, message: str, err_type: str, code: str | int | None, request_id: str,
-                   headers: dict[str, str] | None = None) -> web.Response:
-    h = {"x-request-id": request_id, **(headers or {})}
-    return web.Response(body=error_body(message, err_type, code), status=status,
-                        content_type="application/json", headers=h)
+def send_error(out: Responder, status: int, message: str, err_type: str, code: str | int | None, request_id: str,
+               headers: dict[str, str] | None = None) -> None:
+    out.send(status, {"content-type": "application/json", "x-request-id": request_id, **(headers or {})},
+             error_body(message, err_type, code))
+
+
+def send_json(out: Responder, status: int, doc: Any) -> None:
+    out.send(status, JSON_TYPE, json.dumps(doc).encode())
+
+
+def edge_error_body(status: int, message: str, code: str) -> bytes:
+    """OpenAI error JSON for what the HTTP server answers itself (malformed requests, 431, 500)."""
+    return error_body(message, "invalid_request_error" if status < 500 else "internal_error", code)
 
 
 class Gateway:
@@ -58,6 +70,12 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
         self.fast: UpstreamClient | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        # request ids: unique per process without a getrandom() call per request
+        self._id_prefix = f"{os.getpid():x}{random.getrandbits(40):010x}"
+        self._ids = itertools.count()
+
+    def request_id(self, req: Request) -> str:
+        return req.headers.get("x-request-id") or f"{self._id_prefix}{next(self._ids):08x}"
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -65,21 +83,20 @@ class Gateway:
         task.add_done_callback(self._background.discard)
 
     # ---- /v1/* ----------------------------------------------------------------------------
-    async def handle_generate(self, request: web.Request) -> web.StreamResponse:
+    async def handle_generate(self, request: Request, out: Responder) -> None:
         started = time.monotonic()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = self.request_id(request)
         model = strategy = endpoint = "-"
         status = 500
         key: ApiKey | None = None
         outcome: proxy.Outcome | None = None
         rreq: RoutingRequest | None = None
         try:
-            key = self.admission.authenticate(request.headers.get("Authorization"))
-            try:
-                raw = await request.read()
-            except web.HTTPRequestEntityTooLarge:
+            key = self.admission.authenticate(request.headers.get("authorization"))
+            if request.too_large:
                 raise RoutingError(413, f"request body larger than the limit of {self.settings.max_body_bytes} bytes",
-                                   "request_too_large") from None
+                                   "request_too_large")
+            raw = request.body
             body = parse_body(raw)
             model = body["model"]
             strategy = self.router.strategy_for(model, request.headers.get("routing-strategy"))
@@ -93,67 +110,82 @@ class Gateway:
                                   prompt=prompt_text(body, request.path) if needs_prompt else None,
                                   request_id=request_id)
             headers = proxy.upstream_headers(request, request_id, strategy, self.admission.keys is not None)
-            tried: set[str] = set()
-            for attempt in range(self.settings.retries + 1):
-                candidates = self.store.candidates(model, frozenset(tried))
-                if not candidates:
-                    what = "no ready endpoint serves" if not tried else "every endpoint tried failed for"
-                    raise RoutingError(503, f"{what} model {model!r}; retry later", "no_ready_endpoint",
-                                       "service_unavailable")
-                t0 = time.perf_counter()
-                ctx = RoutingContext(now=time.monotonic(), rng=self.rng)
-                chosen = profile.pick(ctx, rreq, candidates)
-                self.stats.routing_latency.observe(time.perf_counter() - t0)
-                if chosen is None:
-                    raise RoutingError(503, f"no endpoint passed the filters of {strategy!r} for model {model!r}",
-                                       "no_ready_endpoint", "service_unavailable")
-                self._note_prefix(model, ctx)
-                endpoint = chosen.id
-                self.store.acquire(endpoint)
-                try:
+            # one timer per request: first byte (and a non-streamed body) within first_byte_s,
+            # then relay() moves it forward by idle_s after every streamed chunk
+            async with asyncio.timeout(self.settings.timeouts.first_byte_s) as deadline:
+                tried: set[str] = set()
+                for attempt in range(self.settings.retries + 1):
+                    candidates = self.store.candidates(model, frozenset(tried))
+                    if not candidates:
+                        what = "no ready endpoint serves" if not tried else "every endpoint tried failed for"
+                        raise RoutingError(503, f"{what} model {model!r}; retry later", "no_ready_endpoint",
+                                           "service_unavailable")
+                    t0 = time.perf_counter()
+                    ctx = RoutingContext(now=time.monotonic(), rng=self.rng)
+                    chosen = profile.pick(ctx, rreq, candidates)
+                    self.stats.routing_latency.observe(time.perf_counter() - t0)
+                    if chosen is None:
+                        raise RoutingError(503, f"no endpoint passed the filters of {strategy!r} for model {model!r}",
+                                           "no_ready_endpoint", "service_unavailable")
+                    self._note_prefix(model, ctx)
+                    endpoint = chosen.id
+                    self.store.acquire(endpoint)
                     try:
-                        resp = await proxy.open_upstream(self.session, self.fast, endpoint, request.path,  # type: ignore[arg-type]
-                                                         raw, headers, self.settings.timeouts)
-                    except proxy.RETRYABLE as exc:
-                        tried.add(endpoint)
-                        self.store.set_ready(endpoint, False)
-                        self.stats.retries.labels(endpoint).inc()
-                        kv(log, "endpoint connect failed; trying another", logging.WARNING, request_id=request_id,
-                           endpoint=endpoint, error=type(exc).__name__, attempt=attempt + 1)
-                        continue
-                    try:
-                        extra = {"x-brix-endpoint": endpoint}
-                        if rreq.headers["x-session-id"]:
-                            extra["x-session-id"] = rreq.headers["x-session-id"]
-                        outcome = proxy.Outcome()
-                        if profile.post_response:
-                            outcome.on_first_byte = functools.partial(profile.released, rreq, endpoint)
-                        response = await proxy.relay(request, resp, request_id, started,
-                                                     self.settings.timeouts, extra, outcome)
-                        status = outcome.status if not outcome.error else 502
+                        try:
+                            resp = await proxy.open_upstream(self.session, self.fast, endpoint,  # type: ignore[arg-type]
+                                                             request.path, raw, headers)
+                        except proxy.RETRYABLE as exc:
+                            tried.add(endpoint)
+                            self.store.set_ready(endpoint, False)
+                            self.stats.retries.labels(endpoint).inc()
+                            kv(log, "endpoint connect failed; trying another", logging.WARNING, request_id=request_id,
+                               endpoint=endpoint, error=type(exc).__name__, attempt=attempt + 1)
+                            continue
+                        try:
+                            extra = {"x-brix-endpoint": endpoint}
+                            if rreq.headers["x-session-id"]:
+                                extra["x-session-id"] = rreq.headers["x-session-id"]
+                            outcome = proxy.Outcome()
+                            if profile.post_response:
+                                outcome.on_first_byte = functools.partial(profile.released, rreq, endpoint)
+                            await proxy.relay(out, resp, request_id, started, self.settings.timeouts, extra, outcome,
+                                              deadline)
+                            status = outcome.status if not outcome.error else 502
+                        finally:
+                            resp.close()
                     finally:
-                        resp.close()
-                finally:
-                    self.store.release(endpoint)
-                    profile.released(rreq, endpoint)
-                return response
-            raise RoutingError(502, f"could not connect to any endpoint for model {model!r} after "
-                               f"{len(tried)} attempt(s)", "upstream_connect_failed", "service_unavailable")
+                        self.store.release(endpoint)
+                        profile.released(rreq, endpoint)
+                    return
+                raise RoutingError(502, f"could not connect to any endpoint for model {model!r} after "
+                                   f"{len(tried)} attempt(s)", "upstream_connect_failed", "service_unavailable")
+        except TimeoutError:
+            if outcome is not None and out.started:   # a stream went quiet: say so in the stream, then end it
+                status = 502
+                await proxy.end_stream_on_timeout(out, outcome, self.settings.timeouts)
+            else:
+                status = 504
+                t = self.settings.timeouts.first_byte_s
+                what = "did not finish" if outcome is not None else "did not start"
+                send_error(out, 504, f"the engine's response {what} within {t:g}s (first-byte timeout)", "timeout",
+                           "upstream_timeout", request_id)
         except RateLimited as exc:
             status = exc.status
             self.stats.rate_limited.labels(exc.limit).inc()
-            return error_response(exc.status, str(exc), exc.err_type, exc.code, request_id,
-                                  {"Retry-After": str(exc.retry_after)})
+            send_error(out, exc.status, str(exc), exc.err_type, exc.code, request_id,
+                       {"retry-after": str(exc.retry_after)})
         except RoutingError as exc:
             status = exc.status
-            return error_response(exc.status, str(exc), exc.err_type, exc.code, request_id)
-        except proxy.UpstreamTimeout as exc:
-            status = 504
-            return error_response(504, str(exc), "timeout", "upstream_timeout", request_id)
+            send_error(out, exc.status, str(exc), exc.err_type, exc.code, request_id)
+        except ClientGone:
+            status = 200 if outcome is not None and outcome.stream_complete else 499
+            if outcome is not None:
+                outcome.status = status
+            raise
         except (aiohttp.ClientError, OSError) as exc:
             status = 502
-            return error_response(502, f"the engine failed: {type(exc).__name__}: {exc}", "upstream_error",
-                                  "upstream_error", request_id)
+            send_error(out, 502, f"the engine failed: {type(exc).__name__}: {exc}", "upstream_error",
+                       "upstream_error", request_id)
         except asyncio.CancelledError:
             # the client went away; the upstream request was closed with it. A client that read
             # the whole stream and hung up before our end-of-stream still counts as served.
@@ -204,70 +236,69 @@ class Gateway:
         if key is not None and key.tpm:
             self.spawn(self.admission.count_tokens(key, outcome.prompt_tokens + outcome.completion_tokens))
 
-    async def handle_models(self, request: web.Request) -> web.Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    async def handle_models(self, request: Request, out: Responder) -> None:
+        request_id = self.request_id(request)
         try:
-            self.admission.authenticate(request.headers.get("Authorization"))
+            self.admission.authenticate(request.headers.get("authorization"))
         except RoutingError as exc:
-            return error_response(exc.status, str(exc), exc.err_type, exc.code, request_id)
+            send_error(out, exc.status, str(exc), exc.err_type, exc.code, request_id)
+            return
         doc = {"object": "list", "data": self.store.model_cards()}
-        return web.Response(body=json.dumps(doc).encode(), content_type="application/json",
-                            headers={"x-request-id": request_id})
+        out.send(200, {**JSON_TYPE, "x-request-id": request_id}, json.dumps(doc).encode())
 
     # ---- operations -----------------------------------------------------------------------
-    async def handle_healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+    async def handle_healthz(self, request: Request, out: Responder) -> None:
+        send_json(out, 200, {"status": "ok"})
 
-    async def handle_readyz(self, request: web.Request) -> web.Response:
+    async def handle_readyz(self, request: Request, out: Responder) -> None:
         ready = self.store.ready_count()
-        doc = {"ready_endpoints": ready, "endpoints": self.store.describe()}
-        return web.json_response(doc, status=200 if ready else 503)
+        send_json(out, 200 if ready else 503, {"ready_endpoints": ready, "endpoints": self.store.describe()})
 
-    async def handle_metrics(self, request: web.Request) -> web.Response:
+    async def handle_metrics(self, request: Request, out: Responder) -> None:
         self.stats.ready_endpoints.set(self.store.ready_count())
         for eid in self.store.endpoint_ids():
             self.stats.in_flight.labels(eid).set(self.store.in_flight(eid))
-        return web.Response(body=generate_latest(self.stats.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        out.send(200, {"content-type": CONTENT_TYPE_LATEST}, generate_latest(self.stats.registry))
 
-    async def handle_unknown(self, request: web.Request) -> web.Response:
-        return error_response(404, f"no route for {request.method} {request.path}; the gateway serves "
-                              f"{', '.join(PROXIED_PATHS)} and GET /v1/models", "invalid_request_error",
-                              "unknown_url", request.headers.get("x-request-id") or uuid.uuid4().hex)
+    async def handle_unknown(self, request: Request, out: Responder) -> None:
+        send_error(out, 404, f"no route for {request.method} {request.path}; the gateway serves "
+                   f"{', '.join(PROXIED_PATHS)} and GET /v1/models", "invalid_request_error",
+                   "unknown_url", self.request_id(request))
 
 
-def build_app(gw: Gateway, discovery: Any, session_factory: Any = None) -> web.Application:
-    app = web.Application(client_max_size=gw.settings.max_body_bytes)
-    app[GATEWAY] = gw
-    for path in PROXIED_PATHS:
-        app.router.add_post(path, gw.handle_generate)
-    app.router.add_get("/v1/models", gw.handle_models)
-    app.router.add_get("/healthz", gw.handle_healthz)
-    app.router.add_get("/readyz", gw.handle_readyz)
-    app.router.add_get("/metrics", gw.handle_metrics)
-    app.router.add_route("*", "/{tail:.*}", gw.handle_unknown)
+def build_edge(gw: Gateway) -> HttpEdge:
+    routes = {("POST", path): gw.handle_generate for path in PROXIED_PATHS}
+    routes.update({("GET", "/v1/models"): gw.handle_models, ("GET", "/healthz"): gw.handle_healthz,
+                   ("GET", "/readyz"): gw.handle_readyz, ("GET", "/metrics"): gw.handle_metrics})
+    return HttpEdge(routes, gw.handle_unknown, gw.settings.max_body_bytes, edge_error_body)
 
-    async def lifecycle(app: web.Application) -> Any:
-        from gateway.discovery import models_loop
-        from gateway.metrics_scraper import scrape_loop
 
-        s = gw.settings
-        connector = aiohttp.TCPConnector(limit=s.max_connections, limit_per_host=0, ttl_dns_cache=300,
-                                         keepalive_timeout=30)
-        # no cookie jar (a proxy must not keep engines' cookies) and one timeout object for every
-        # request: both are per-request work aiohttp would otherwise do on the hot path. No
-        # Accept-Encoding either: with auto_decompress off, a gzip answer (prometheus_client
-        # compresses /metrics when asked, as vLLM's does) would reach the scraper or client compressed.
-        gw.session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.timeouts.connect_s, connect=s.timeouts.connect_s))
-        if s.upstream_client == "fast":
-            gw.fast = UpstreamClient(s.timeouts.connect_s, max_idle=s.max_connections)
-        await discovery.start(gw.store)
-        tasks = [asyncio.create_task(forget_loop(gw.store, gw.router, s.models_refresh_s)),
-                 asyncio.create_task(models_loop(gw.session, gw.store, s.models_refresh_s, s.scrape_timeout_s)),
-                 asyncio.create_task(scrape_loop(gw.session, gw.store, s.scrape_interval_s, s.scrape_timeout_s))]
+@contextlib.asynccontextmanager
+async def running(gw: Gateway, discovery: Any) -> AsyncIterator[None]:
+    """The upstream clients, discovery and the background loops, for as long as the server runs."""
+    from gateway.discovery import models_loop
+    from gateway.metrics_scraper import scrape_loop
+
+    s = gw.settings
+    connector = aiohttp.TCPConnector(limit=s.max_connections, limit_per_host=0, ttl_dns_cache=300,
+                                     keepalive_timeout=30)
+    # no cookie jar (a proxy must not keep engines' cookies) and one timeout object for every
+    # request: both are per-request work aiohttp would otherwise do on the hot path. No
+    # Accept-Encoding either: with auto_decompress off, a gzip answer (prometheus_client
+    # compresses /metrics when asked, as vLLM's does) would reach the scraper or client compressed.
+    gw.session = aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.timeouts.connect_s, connect=s.timeouts.connect_s))
+    if s.upstream_client == "fast":
+        gw.fast = UpstreamClient(s.timeouts.connect_s, max_idle=s.max_connections)
+    await discovery.start(gw.store)
+    tasks = [asyncio.create_task(forget_loop(gw.store, gw.router, s.models_refresh_s)),
+             asyncio.create_task(models_loop(gw.session, gw.store, s.models_refresh_s, s.scrape_timeout_s)),
+             asyncio.create_task(scrape_loop(gw.session, gw.store, s.scrape_interval_s, s.scrape_timeout_s))]
+    try:
         yield
+    finally:
         await discovery.stop()
         for t in tasks:
             t.cancel()
@@ -276,9 +307,6 @@ def build_app(gw: Gateway, discovery: Any, session_factory: Any = None) -> web.A
         await gw.session.close()
         if gw.fast is not None:
             await gw.fast.close()
-
-    app.cleanup_ctx.append(lifecycle)
-    return app
 
 
 async def forget_loop(store: EndpointStore, router: Router, interval: float) -> None:

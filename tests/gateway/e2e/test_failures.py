@@ -137,3 +137,44 @@ def test_stream_broken_by_the_engine_ends_with_an_error_event(start_engines, sta
         for chunk in client.completions.create(model="mock-llm", prompt="x", max_tokens=20, stream=True):
             got.append(chunk)
     assert 1 <= len(got) <= 3
+
+
+@CLIENTS
+def test_stream_that_goes_quiet_hits_the_idle_timeout(launcher, upstream):  # type: ignore[no-untyped-def]
+    # an engine that sends one event and then nothing: the gateway ends the stream with an error event
+    port = procs.free_port()
+
+    async def main() -> None:
+        async def models(_: web.Request) -> web.Response:
+            return web.json_response({"object": "list", "data": [{"id": "quiet", "object": "model"}]})
+
+        async def one_event_then_silence(request: web.Request) -> web.StreamResponse:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            await resp.write(b'data: {"choices": [{"text": "hi"}]}\n\n')
+            await asyncio.sleep(3600)
+            return resp
+
+        app = web.Application()
+        app.router.add_get("/v1/models", models)
+        app.router.add_post("/v1/completions", one_event_then_silence)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        gw = await asyncio.to_thread(launcher.gateway, [f"http://127.0.0.1:{port}"], "--idle-timeout", "1",
+                                   "--upstream-client", upstream)
+        async with aiohttp.ClientSession() as s:
+            t0 = time.monotonic()
+            async with s.post(gw + "/v1/completions", json={"model": "quiet", "prompt": "x", "stream": True}) as resp:
+                assert resp.status == 200
+                body = await asyncio.wait_for(resp.read(), 10)
+            took = time.monotonic() - t0
+        events = [line for line in body.decode().split("\n\n") if line]
+        assert events[0] == 'data: {"choices": [{"text": "hi"}]}'
+        assert "sent nothing for 1s" in events[-1] and '"code": 504' in events[-1]
+        assert 0.9 < took < 5
+        with urllib.request.urlopen(gw + "/metrics", timeout=5) as m:
+            assert 'status="502"' in m.read().decode()
+        await runner.cleanup()
+
+    asyncio.run(main())
