@@ -15,7 +15,8 @@ the gateway needs, in one pass per request:
   close; idle keep-alive connections close after `keepalive_s`;
 - a client that disconnects cancels its handler's task (the handler sees CancelledError);
 - responses are written with one `transport.write` each (`send`) or chunked (`start`,
-  `write` with flow control, `end`).
+  `write` with flow control, `end`; to an HTTP/1.0 client unframed, ended by the close); a
+  handler that fails mid-stream gets no last chunk, so the client sees the cut.
 """
 
 from __future__ import annotations
@@ -346,7 +347,11 @@ class _Connection(asyncio.Protocol):
                             # the stream as cut short, not as a complete (shorter) response
                             responder.finished = True
                             self.queue.clear()
-                if not responder.finished:
+                if not responder.started:  # the handler returned without answering: a bare "0" would be garbage
+                    log.error("%s %s: the handler returned without a response", req.method, req.path)
+                    responder.send(500, {"content-type": "application/json"},
+                                   edge.error_body(500, "internal error in the gateway; see its log", "internal_error"))
+                elif not responder.finished:
                     responder.end()
                 self._current = None
                 if self._continue_owed:
