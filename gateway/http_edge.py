@@ -12,7 +12,8 @@ the gateway needs, in one pass per request:
 - keep-alive, HTTP/1.0, pipelined requests (answered in order), `Expect: 100-continue`;
 - limits: header block (431), body (`Request.too_large` is set and the handler answers 413;
   the connection then closes without reading the rest), a malformed request gets 400 and a
-  close; idle keep-alive connections close after `keepalive_s`;
+  close; idle keep-alive connections close after `keepalive_s`; a request whose head and body
+  take longer than `request_timeout_s` to arrive gets 408 and a close (slow-loris clients);
 - a client that disconnects cancels its handler's task (the handler sees CancelledError);
 - responses are written with one `transport.write` each (`send`) or chunked (`start`,
   `write` with flow control, `end`; to an HTTP/1.0 client unframed, ended by the close); a
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_PIPELINED = 16  # queued requests per connection before reading pauses
+LINGER_S = 2.0
 
 
 class ClientGone(ConnectionResetError):
@@ -155,6 +157,7 @@ class _Connection(asyncio.Protocol):
         self._head_began = False  # a head began in the data being fed
         self._head_raw = 0  # bytes of the head in progress, counted as they arrive (after its first read)
         self._continue_owed = False  # a 100 Continue waits for the response being written to end
+        self.receiving_since: float | None = None  # first byte of a request still arriving
 
     # ---- transport events ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -167,7 +170,7 @@ class _Connection(asyncio.Protocol):
         if self.task is not None and not self.task.done():
             self.task.cancel()
         if self.paused is not None and not self.paused.done():
-            self.paused.set_exception(ClientGone("the client closed the connection"))
+            self.paused.set_result(None)  # the writer wakes and drain() raises ClientGone
 
     def pause_writing(self) -> None:
         if self.paused is None:
@@ -181,6 +184,8 @@ class _Connection(asyncio.Protocol):
     async def drain(self) -> None:
         if self.paused is not None:
             await asyncio.shield(self.paused)
+        if self.transport is None or self.transport.is_closing():
+            raise ClientGone("the client closed the connection")
 
     def write(self, data: bytes) -> None:
         transport = self.transport
@@ -228,6 +233,7 @@ class _Connection(asyncio.Protocol):
         self._body_size = 0
         self._head_raw = 0
         self._in_head = self._head_began = True
+        self.receiving_since = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -275,6 +281,7 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self.receiving_since = None
         req = self._request
         if req is None:
             return
@@ -291,10 +298,16 @@ class _Connection(asyncio.Protocol):
         """Answer through the handler (so it is counted and logged), then close: the rest of
         the body is never read."""
         req.too_large = True
+        self.receiving_since = None
         self._request = None
         self._discarding = True
         self.closing_after_response = True
         self._enqueue(req)
+
+    def time_out_request(self) -> None:
+        """The request still arriving took longer than request_timeout_s: 408 and a close."""
+        self.receiving_since = None
+        self._reject(408, f"the request did not arrive within {self.edge.request_timeout_s:g}s", "request_timeout")
 
     def _reject(self, status: int, message: str, code: str) -> None:
         """A request that cannot be parsed: an error response and a close (nothing queued is lost:
@@ -307,9 +320,22 @@ class _Connection(asyncio.Protocol):
         if self.task is None and not self.queue:
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.write(data)
-                self.transport.close()
+                self._lingering_close()
         else:
             self._pending_reject = data
+
+    def _lingering_close(self) -> None:
+        """Close after an error answered before the client finished sending: end our side and read
+        (and drop) what still comes for a moment, as nginx's lingering_close does, so the
+        client's late bytes do not make the kernel reset the connection and lose the answer."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_S, transport.close)
 
     _pending_reject: bytes | None = None
     _current: Request | None = None
@@ -373,7 +399,8 @@ class _Connection(asyncio.Protocol):
             self.task = None
         if self._pending_reject is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.write(self._pending_reject)
-            self.closing_after_response = True
+            self._lingering_close()
+            return
         if self.closing_after_response and self.transport is not None:
             self.transport.close()
 
@@ -387,12 +414,13 @@ class HttpEdge:
     errors the server answers itself (400 malformed, 431, 500)."""
 
     def __init__(self, routes: dict[tuple[str, str], Handler], fallback: Handler, max_body: int,
-                 error_body: ErrorBody, keepalive_s: float = 75.0) -> None:
+                 error_body: ErrorBody, keepalive_s: float = 75.0, request_timeout_s: float = 60.0) -> None:
         self.routes = routes
         self.fallback = fallback
         self.max_body = max_body
         self.error_body = error_body
         self.keepalive_s = keepalive_s
+        self.request_timeout_s = request_timeout_s
         self.connections: set[_Connection] = set()
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -409,12 +437,18 @@ class HttpEdge:
         return self._server.sockets[0].getsockname()[1]
 
     async def _sweep_idle(self) -> None:
-        interval = min(10.0, self.keepalive_s / 2)
+        """Every few seconds: close idle keep-alive connections, time out requests that dribble in."""
+        interval = min(10.0, self.keepalive_s / 2, self.request_timeout_s / 2)
         while True:
             await asyncio.sleep(interval)
-            cutoff = time.monotonic() - self.keepalive_s
-            for conn in [c for c in self.connections if c.idle and c.last_active < cutoff]:
-                if conn.transport is not None:
+            now = time.monotonic()
+            for conn in list(self.connections):
+                if not conn.idle or conn.transport is None:
+                    continue
+                if conn.receiving_since is not None:
+                    if now - conn.receiving_since > self.request_timeout_s:
+                        conn.time_out_request()
+                elif now - conn.last_active > self.keepalive_s:
                     conn.transport.close()
 
     async def stop(self, grace_s: float = 10.0) -> None:

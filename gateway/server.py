@@ -184,6 +184,8 @@ class Gateway:
             raise
         except (aiohttp.ClientError, OSError) as exc:
             status = 502
+            if out.started:  # mid-stream: the server cuts the connection, the client sees the stream end early
+                raise
             send_error(out, 502, f"the engine failed: {type(exc).__name__}: {exc}", "upstream_error",
                        "upstream_error", request_id)
         except asyncio.CancelledError:

@@ -94,6 +94,10 @@ class UpstreamClient:
             raise ConnectFailed(f"connect to {host}:{port} timed out after {self.connect_s:g}s") from None
         except OSError as exc:
             raise ConnectFailed(exc.errno, f"connect to {host}:{port} failed: {exc.strerror or exc}") from exc
+        # once per connection, not per request: this builds the C response parser, which then
+        # parses every response of the kept-alive connection in turn (as aiohttp's server does
+        # with its request parser); the parameters never change for the proxy
+        proto.set_response_params(read_until_eof=True, auto_decompress=False, read_bufsize=2 ** 16)
         return proto
 
     def _idle(self, pool: list[tuple[ResponseHandler, float]]) -> ResponseHandler | None:
@@ -130,7 +134,6 @@ class UpstreamClient:
     async def _exchange(self, proto: ResponseHandler, data: bytes, pool: list[tuple[ResponseHandler, float]]
                         ) -> FastResponse:
         try:
-            proto.set_response_params(read_until_eof=True, auto_decompress=False, read_bufsize=2 ** 16)
             proto.transport.write(data)  # type: ignore[union-attr]
             message, payload = await proto.read()
         except HttpProcessingError as exc:

@@ -44,10 +44,10 @@ async def not_found(req: Request, responder: Responder) -> None:
 
 @asynccontextmanager
 async def serving(routes: dict | None = None, fallback=not_found, max_body: int = 1 << 20,
-                  keepalive_s: float = 75.0) -> AsyncIterator[HttpEdge]:
+                  keepalive_s: float = 75.0, request_timeout_s: float = 60.0) -> AsyncIterator[HttpEdge]:
     edge = HttpEdge(routes if routes is not None else {("GET", "/echo"): echo, ("POST", "/echo"): echo,
                                                        ("GET", "/fixed"): fixed},
-                    fallback, max_body, error_body, keepalive_s=keepalive_s)
+                    fallback, max_body, error_body, keepalive_s=keepalive_s, request_timeout_s=request_timeout_s)
     await edge.start("127.0.0.1", 0)
     try:
         yield edge
@@ -670,4 +670,34 @@ async def test_idle_keep_alive_connections_close_after_keepalive_s() -> None:
         assert await still_open(reader, 0.1)  # not at once
         assert await closed_by_server(reader)
         assert 0.15 < time.monotonic() - t0 < 1.0
+        writer.close()
+
+
+# ---- 13. slow clients ----------------------------------------------------------------------------
+@pytest.mark.parametrize("partial", [
+    b"GET /echo HTTP/1.1\r\nhost: x\r\nx-slow: ",                          # a head that never ends
+    b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nonly part",  # a body that never ends
+], ids=["head", "body"])
+async def test_a_request_that_dribbles_in_gets_408_after_request_timeout_s(partial: bytes) -> None:
+    async with serving(request_timeout_s=0.4) as edge:
+        reader, writer = await connect(edge)
+        writer.write(partial)
+        t0 = time.monotonic()
+        for _ in range(4):  # keeps sending a byte now and then: activity alone does not keep it alive
+            await asyncio.sleep(0.1)
+            writer.write(b"x")
+        status, headers, body, _ = await read_response(reader)
+        assert status == 408 and headers["connection"] == "close"
+        assert json.loads(body)["error"]["code"] == "request_timeout"
+        assert 0.35 < time.monotonic() - t0 < 1.5
+        assert await closed_by_server(reader)
+        writer.close()
+
+
+async def test_a_whole_request_after_a_quiet_keep_alive_gap_is_not_timed_out() -> None:
+    async with serving(request_timeout_s=0.3) as edge:
+        reader, writer = await connect(edge)
+        await asyncio.sleep(0.5)  # an idle keep-alive connection is not a slow request
+        writer.write(b"GET /echo HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert (await read_response(reader))[0] == 200
         writer.close()
