@@ -28,8 +28,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="largest accepted request body")
     p.add_argument("--connect-timeout", type=float, default=3.0, help="seconds to connect to an engine")
     p.add_argument("--first-byte-timeout", type=float, default=300.0,
-                   help="seconds from sending a request to the engine's first response byte")
+                   help="seconds from sending a request to the engine's first response byte (for a response that "
+                        "is not streamed: to its last byte)")
     p.add_argument("--idle-timeout", type=float, default=120.0, help="longest silence between two chunks of a stream, seconds")
+    p.add_argument("--request-timeout", type=float, default=60.0,
+                   help="seconds a client may take to send one request's head and body (then 408: slow clients)")
+    p.add_argument("--keepalive-timeout", type=float, default=75.0,
+                   help="seconds an idle client keep-alive connection stays open")
     p.add_argument("--retries", type=int, default=2, help="other endpoints to try after a connect failure")
     p.add_argument("--max-connections", type=int, default=2048, help="size of the upstream connection pool")
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
@@ -56,7 +61,7 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
         except ValueError as exc:
             raise UsageError(f"--endpoints: {exc}") from None
     for flag in ("scrape_interval", "scrape_timeout", "models_refresh", "connect_timeout", "first_byte_timeout",
-                 "idle_timeout"):
+                 "idle_timeout", "request_timeout", "keepalive_timeout"):
         if getattr(args, flag) <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be > 0, got {getattr(args, flag)}")
     if args.max_body_bytes < 1024:
@@ -69,7 +74,8 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
         config_path=args.config or None, api_keys_path=args.api_keys_file or None,
         scrape_interval_s=args.scrape_interval, scrape_timeout_s=args.scrape_timeout,
         models_refresh_s=args.models_refresh, max_body_bytes=args.max_body_bytes,
-        timeouts=TimeoutSettings(args.connect_timeout, args.first_byte_timeout, args.idle_timeout),
+        timeouts=TimeoutSettings(args.connect_timeout, args.first_byte_timeout, args.idle_timeout,
+                                 args.request_timeout, args.keepalive_timeout),
         retries=args.retries, max_connections=args.max_connections, access_log=not args.no_access_log,
         seed=None if args.seed < 0 else args.seed, event_loop=args.event_loop,
         upstream_client=args.upstream_client)

@@ -272,7 +272,9 @@ def build_edge(gw: Gateway) -> HttpEdge:
     routes = {("POST", path): gw.handle_generate for path in PROXIED_PATHS}
     routes.update({("GET", "/v1/models"): gw.handle_models, ("GET", "/healthz"): gw.handle_healthz,
                    ("GET", "/readyz"): gw.handle_readyz, ("GET", "/metrics"): gw.handle_metrics})
-    return HttpEdge(routes, gw.handle_unknown, gw.settings.max_body_bytes, edge_error_body)
+    t = gw.settings.timeouts
+    return HttpEdge(routes, gw.handle_unknown, gw.settings.max_body_bytes, edge_error_body,
+                    keepalive_s=t.keepalive_s, request_timeout_s=t.request_s)
 
 
 @contextlib.asynccontextmanager

@@ -10,9 +10,14 @@ class TimeoutSettings:
     connect_s: float = 3.0
     """TCP connect to an engine; a failure retries another endpoint."""
     first_byte_s: float = 300.0
-    """From sending the request to the first response byte (covers queueing and prefill of long prompts)."""
+    """From sending the request to the first response byte (covers queueing and prefill of long
+    prompts); for a response that is not streamed, to its last byte."""
     idle_s: float = 120.0
     """Longest silence between two chunks of a streamed response."""
+    request_s: float = 60.0
+    """Longest time a client may take to send one request (head and body); then 408."""
+    keepalive_s: float = 75.0
+    """Idle client keep-alive connections close after this long."""
 
 
 @dataclass(frozen=True)
