@@ -202,11 +202,11 @@ class Gateway:
             # labels only from bounded sets: client-made model names / strategy specs are folded
             m_label = model if self.store.knows_model(model) else "-"
             s_label = self.router.metric_label(strategy) if strategy != "-" else "-"
-            self.stats.child(self.stats.requests, m_label, s_label, endpoint, str(status)).inc()
+            self.stats.requests.inc(m_label, s_label, endpoint, str(status))
             if status == 200:
-                self.stats.child(self.stats.e2e, m_label).observe(elapsed)
+                self.stats.e2e.observe(elapsed, m_label)
                 if outcome is not None and outcome.ttft_s is not None:
-                    self.stats.child(self.stats.ttft, m_label).observe(outcome.ttft_s)
+                    self.stats.ttft.observe(outcome.ttft_s, m_label)
             if self.settings.access_log:
                 access_log.info("request", extra={"fields": {
                     "request_id": request_id, "method": request.method, "path": request.path, "model": model,
@@ -222,8 +222,8 @@ class Gateway:
         if not notes:
             return
         if "prefix.total_blocks" in notes:
-            self.stats.prefix_blocks.labels(model, "total").inc(notes["prefix.total_blocks"])
-            self.stats.prefix_blocks.labels(model, "matched").inc(notes["prefix.matched_blocks"])
+            self.stats.prefix_blocks.inc(model, "total", amount=notes["prefix.total_blocks"])
+            self.stats.prefix_blocks.inc(model, "matched", amount=notes["prefix.matched_blocks"])
         if "prefix.imbalanced" in notes:
             self.stats.prefix_imbalanced.inc()
 
@@ -233,8 +233,8 @@ class Gateway:
             return
         if not outcome.usage_known and outcome.stream_events:
             outcome.prompt_tokens, outcome.completion_tokens = estimate_stream_usage(rreq.prompt, outcome.stream_events)
-        self.stats.child(self.stats.tokens, model, "prompt").inc(outcome.prompt_tokens)
-        self.stats.child(self.stats.tokens, model, "completion").inc(outcome.completion_tokens)
+        self.stats.tokens.inc(model, "prompt", amount=outcome.prompt_tokens)
+        self.stats.tokens.inc(model, "completion", amount=outcome.completion_tokens)
         if key is not None and key.tpm:
             self.spawn(self.admission.count_tokens(key, outcome.prompt_tokens + outcome.completion_tokens))
 
