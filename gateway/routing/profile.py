@@ -2,8 +2,8 @@
 
 A strategy spec is `name[:weight],name[:weight],...` with integer or float weights > 0 (default 1),
 e.g. `prefix-cache-aware:3,least-request:2`. Weights are normalised by their sum; each score is
-clamped to [0,1]; the picker shuffles the candidates and takes the first with the best total, so
-equal scores spread uniformly. Strategies never see weights.
+clamped to [0,1]; the picker takes the best total, and a uniformly random one of the endpoints
+tied for it (within 1e-12), so equal scores spread evenly. Strategies never see weights.
 """
 
 from __future__ import annotations
@@ -57,14 +57,9 @@ class Profile:
                 for eid, s in ws.scorer.score(ctx, request, candidates).items():
                     if eid in totals:
                         totals[eid] += share * (0.0 if s != s else min(1.0, max(0.0, s)))  # NaN -> 0
-            order = list(candidates)
-            ctx.rng.shuffle(order)
-            best = order[0]
-            best_total = totals[best.id]
-            for e in order[1:]:
-                t = totals[e.id]
-                if t > best_total + 1e-12:
-                    best, best_total = e, t
+            top = max(totals.values())
+            ties = [e for e in candidates if totals[e.id] >= top - 1e-12]
+            best = ties[0] if len(ties) == 1 else ctx.rng.choice(ties)
         for hook in self.post_route:
             hook.routed(ctx, request, best)
         return best
