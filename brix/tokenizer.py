@@ -14,6 +14,10 @@ import zlib
 
 VOCAB_SIZE = 32000
 _TOKEN = re.compile(r"\s*(?:\w{1,4}|[^\w\s])|\s+$")
+# token text -> id: real text repeats a small vocabulary, and a dict hit is cheaper than
+# encode + crc32 (the gateway tokenizes every prompt it routes by prefix). Bounded: cleared when full.
+_ID_CACHE: dict[str, int] = {}
+_ID_CACHE_MAX = 200_000
 
 
 def tokenize(text: str) -> list[str]:
@@ -26,4 +30,14 @@ def count_tokens(text: str) -> int:
 
 
 def token_ids(text: str) -> list[int]:
-    return [zlib.crc32(tok.encode()) % VOCAB_SIZE for tok in _TOKEN.findall(text)]
+    toks = _TOKEN.findall(text)
+    cache = _ID_CACHE
+    try:
+        return [cache[t] for t in toks]
+    except KeyError:
+        if len(cache) > _ID_CACHE_MAX:
+            cache.clear()
+        for t in toks:
+            if t not in cache:
+                cache[t] = zlib.crc32(t.encode()) % VOCAB_SIZE
+        return [cache[t] for t in toks]

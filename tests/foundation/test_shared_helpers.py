@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,25 @@ def test_prefix_hashes_match_exactly_on_shared_full_blocks() -> None:
     assert not set(block_hashes(c, 16)) & set(ha)
     with pytest.raises(ValueError, match="block_size must be positive"):
         block_hashes(a, 0)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=31999), max_size=70), st.sampled_from([1, 4, 16]))
+def test_prefix_hashes_follow_the_documented_rule(ids: list[int], block_size: int) -> None:
+    # blake2b-64 over the previous block's digest + the block's ids as 4-byte little-endian ints:
+    # engine_mock and the gateway (in separate processes) must hash the same blocks alike
+    expected, parent = [], b"\x00" * 8
+    for start in range(0, len(ids) - len(ids) % block_size, block_size):
+        raw = b"".join(t.to_bytes(4, "little") for t in ids[start:start + block_size])
+        parent = hashlib.blake2b(parent + raw, digest_size=8).digest()
+        expected.append(int.from_bytes(parent, "little"))
+    assert block_hashes(ids, block_size) == expected
+
+
+@given(st.text(max_size=120))
+def test_token_ids_are_crc32_of_each_token_first_time_and_cached(text: str) -> None:
+    expected = [zlib.crc32(t.encode()) % 32000 for t in tokenize(text)]
+    assert token_ids(text) == expected
+    assert token_ids(text) == expected  # again, from the id cache
 
 
 def test_key_value_log_lines_quote_what_needs_quoting() -> None:
