@@ -26,113 +26,17 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from email.utils import formatdate
-from http import HTTPStatus
 
 import httptools
 
 from brix.logs import kv
+from gateway.http_messages import ClientGone, ErrorBody, Handler, Request, Responder, head
 
 log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_PIPELINED = 16  # queued requests per connection before reading pauses
 LINGER_S = 2.0
-
-
-class ClientGone(ConnectionResetError):
-    """The client closed its connection; nothing more can be written to it."""
-
-
-class Request:
-    __slots__ = ("method", "path", "query", "headers", "body", "too_large", "http_version")
-
-    def __init__(self, method: str, path: str, query: str, headers: dict[str, str], http_version: str) -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.body = b""
-        self.too_large = False
-        self.http_version = http_version
-
-
-Handler = Callable[[Request, "Responder"], Awaitable[None]]
-ErrorBody = Callable[[int, str, str], bytes]
-
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
-_date_cache: list[float | bytes] = [0.0, b""]
-
-
-def _date_header() -> bytes:
-    now = time.time()
-    if now - _date_cache[0] >= 1.0:  # type: ignore[operator]
-        _date_cache[0] = float(int(now))
-        _date_cache[1] = f"date: {formatdate(now, usegmt=True)}\r\n".encode()
-    return _date_cache[1]  # type: ignore[return-value]
-
-
-def _head(status: int, headers: Mapping[str, str], framing: bytes) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n".encode(), _date_header()]
-    for name, value in headers.items():
-        lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
-    lines.append(framing)
-    return b"".join(lines)
-
-
-class Responder:
-    """Writes one response. `send` for a whole body; `start` + `write`... + `end` for a chunked stream."""
-
-    __slots__ = ("_conn", "_head_only", "_unframed", "started", "finished", "status")
-
-    def __init__(self, conn: _Connection, head_only: bool) -> None:
-        self._conn = conn
-        self._head_only = head_only
-        self._unframed = False  # a stream to an HTTP/1.0 client: no chunks, the body ends at the close
-        self.started = False
-        self.finished = False
-        self.status = 0
-
-    def send(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        if self.started:
-            raise RuntimeError("response already started")
-        self.started = self.finished = True
-        self.status = status
-        closing = self._conn.closing_after_response
-        framing = b"content-length: %d\r\n%s\r\n" % (len(body), self._conn.connection_header(closing))
-        self._conn.write(_head(status, headers, framing) + (b"" if self._head_only else body))
-
-    def start(self, status: int, headers: Mapping[str, str]) -> None:
-        if self.started:
-            raise RuntimeError("response already started")
-        self.started = True
-        self.status = status
-        conn = self._conn
-        if conn._current is not None and conn._current.http_version == "1.0":
-            # HTTP/1.0 has no chunked encoding (RFC 9112 6.1): send the body as is and end it by closing
-            self._unframed = conn.closing_after_response = True
-            framing = b"connection: close\r\n\r\n"
-        else:
-            framing = b"transfer-encoding: chunked\r\n%s\r\n" % conn.connection_header(conn.closing_after_response)
-        self._conn.write(_head(status, headers, framing))
-
-    async def write(self, chunk: bytes) -> None:
-        """One chunk of a started stream; waits while the client's socket buffer is full.
-        Raises ClientGone once the client is gone."""
-        if not chunk or self._head_only:
-            return
-        conn = self._conn
-        conn.write(chunk if self._unframed else b"%x\r\n%s\r\n" % (len(chunk), chunk))
-        if conn.paused is not None:
-            await conn.drain()
-
-    def end(self) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        if not self._head_only and not self._unframed:
-            self._conn.write(b"0\r\n\r\n")
 
 
 class _Connection(asyncio.Protocol):
@@ -196,7 +100,7 @@ class _Connection(asyncio.Protocol):
     def connection_header(self, closing: bool) -> bytes:
         if closing:
             return b"connection: close\r\n"
-        req = self._current
+        req = self.current
         return b"connection: keep-alive\r\n" if req is not None and req.http_version == "1.0" else b""
 
     def data_received(self, data: bytes) -> None:
@@ -315,7 +219,7 @@ class _Connection(asyncio.Protocol):
         self._discarding = True
         self.closing_after_response = True
         body = self.edge.error_body(status, message, code)
-        data = _head(status, {"content-type": "application/json"},
+        data = head(status, {"content-type": "application/json"},
                      b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)) + body
         if self.task is None and not self.queue:
             if self.transport is not None and not self.transport.is_closing():
@@ -338,7 +242,7 @@ class _Connection(asyncio.Protocol):
         asyncio.get_running_loop().call_later(LINGER_S, transport.close)
 
     _pending_reject: bytes | None = None
-    _current: Request | None = None
+    current: Request | None = None
 
     def _enqueue(self, req: Request) -> None:
         self.queue.append(req)
@@ -353,7 +257,7 @@ class _Connection(asyncio.Protocol):
         try:
             while self.queue:
                 req = self.queue.popleft()
-                self._current = req
+                self.current = req
                 responder = Responder(self, req.method == "HEAD")
                 handler = edge.routes.get((req.method if req.method != "HEAD" else "GET", req.path), edge.fallback)
                 try:
@@ -379,7 +283,7 @@ class _Connection(asyncio.Protocol):
                                    edge.error_body(500, "internal error in the gateway; see its log", "internal_error"))
                 elif not responder.finished:
                     responder.end()
-                self._current = None
+                self.current = None
                 if self._continue_owed:
                     self._continue_owed = False
                     if not self.closing_after_response:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from gateway.http_edge import Request, Responder
+from gateway.http_messages import Request, Responder
 from gateway.settings import TimeoutSettings
 from gateway.upstream import FastResponse, UpstreamClient
 from gateway.wire import error_body, find_usage

@@ -25,7 +25,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from brix.logs import kv
 from gateway import proxy
 from gateway.apikeys import ApiKey, KeyBook
-from gateway.http_edge import ClientGone, HttpEdge, Request, Responder
+from gateway.http_edge import HttpEdge
+from gateway.http_messages import ClientGone, Request, Responder
 from gateway.limits import Admission, RateLimited
 from gateway.model import RoutingContext, RoutingError, RoutingRequest
 from gateway.router import Router

@@ -12,7 +12,8 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
-from gateway.http_edge import MAX_HEADER_BYTES, HttpEdge, Request, Responder
+from gateway.http_edge import MAX_HEADER_BYTES, HttpEdge
+from gateway.http_messages import Request, Responder
 
 T = 2.0  # seconds any single wait may take before the test fails instead of hanging
 
