@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from brix.commands import UsageError
 from brix.logs import kv
@@ -336,7 +336,7 @@ class EngineServer:
         return web.json_response({"version": "brix-engine-mock"})
 
     async def metrics_handler(self, request: web.Request) -> web.Response:
-        resp = web.Response(body=generate_latest(self.metrics.registry))
+        resp = web.Response(body=self.metrics.render())
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp
 

@@ -130,3 +130,37 @@ def test_decode_overflow_preempts_and_every_request_still_completes(start_engine
     assert metric(s, "vllm:num_preemptions_total") >= 1
     assert metric(s, "vllm:generation_tokens_total") == 180
     assert metric(s, "vllm:kv_cache_usage_perc") == 0
+
+
+def test_the_exposition_is_valid_prometheus_text_even_for_odd_model_names() -> None:
+    # render() writes the text format itself: prometheus-client's own parser must read it back whole
+    import random
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from brix.prefix import block_hashes
+    from engine_mock.kv_cache import KVCache
+    from engine_mock.metrics import EngineMetrics
+    from engine_mock.model import SimRequest
+    from engine_mock.profiles import builtin
+    from engine_mock.scheduler import Engine
+
+    odd = 'my "model"\\v1\nnew'
+    eng = Engine(builtin("A100"), KVCache(64, 16), 32)
+    metrics = EngineMetrics(eng, odd, 4, 4096, lambda: 0.0)
+    rng, now = random.Random(3), 0.0
+    for i in range(60):
+        ids = [rng.randrange(50) for _ in range(rng.randrange(8, 200))]
+        eng.add(SimRequest(rid=i, prompt_len=len(ids), max_tokens=rng.randrange(1, 9),
+                           block_hashes=block_hashes(ids, 16), arrival=now, lora=None, stream=False))
+        while eng.has_work():
+            step = eng.step(now)
+            now = step.end if not step.empty else now + 0.01
+            metrics.record(step)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    assert families["vllm:num_requests_running"].samples[0].labels == {"model_name": odd}
+    assert families["vllm:request_success"].samples[0].value == 60
+    ttft = families["vllm:time_to_first_token_seconds"]
+    buckets = [s.value for s in ttft.samples if s.name.endswith("_bucket")]
+    count = next(s.value for s in ttft.samples if s.name.endswith("_count"))
+    assert buckets == sorted(buckets) and buckets[-1] == count == 60  # cumulative, +Inf = count
