@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import openai
+import pytest
 
 from brix.tokenizer import token_ids, tokenize
 from tests.engine_mock.conftest import EngineUnderTest, metric
@@ -45,3 +46,15 @@ def test_client_disconnect_aborts_the_request(start_engine) -> None:  # type: ig
     assert metric(s, "vllm:num_requests_running") == 0
     assert metric(s, "vllm:kv_cache_usage_perc") == 0
     assert s['vllm:request_success_total{finished_reason="length",model_name="m1"}'] == 0
+
+
+def test_client_disconnect_aborts_a_non_streamed_request_too(start_engine) -> None:  # type: ignore[no-untyped-def]
+    eng: EngineUnderTest = start_engine(speed="1")
+    client = openai.OpenAI(base_url=eng.v1, api_key="x", timeout=0.5, max_retries=0)
+    with pytest.raises(openai.APITimeoutError):  # the client gives up and closes its connection
+        client.completions.create(model="m1", prompt="long one", max_tokens=2000)
+    deadline = time.monotonic() + 5
+    while metric(eng.metrics(), "vllm:num_requests_running") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert metric(eng.metrics(), "vllm:num_requests_running") == 0
+    assert metric(eng.metrics(), "vllm:kv_cache_usage_perc") == 0
