@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from gateway.http_edge import MAX_HEADER_BYTES, HttpEdge
-from gateway.http_messages import Request, Responder
+from gateway.http_messages import Handler, Request, Responder
 
 T = 2.0  # seconds any single wait may take before the test fails instead of hanging
 
@@ -33,6 +33,17 @@ async def echo(req: Request, responder: Responder) -> None:
         responder.send(413, {"content-type": "application/json"}, b'{"error": "too large"}')
         return
     responder.send(200, {"content-type": "application/json"}, as_json(req))
+
+
+def recording_echo() -> tuple[list[Request], Handler]:
+    """An echo handler that also keeps every request it got."""
+    seen: list[Request] = []
+
+    async def record(req: Request, responder: Responder) -> None:
+        seen.append(req)
+        await echo(req, responder)
+
+    return seen, record
 
 
 async def fixed(req: Request, responder: Responder) -> None:
@@ -275,12 +286,7 @@ async def test_expect_100_continue_is_answered_before_the_body_is_sent() -> None
 
 # ---- 6. body limit -------------------------------------------------------------------------------
 async def test_declared_body_above_max_body_gets_413_and_a_close() -> None:
-    seen: list[Request] = []
-
-    async def record(req: Request, responder: Responder) -> None:
-        seen.append(req)
-        await echo(req, responder)
-
+    seen, record = recording_echo()
     async with serving({("POST", "/echo"): record}, max_body=100) as edge:
         reader, writer = await connect(edge)
         writer.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n" + b"a" * 50)
@@ -306,12 +312,7 @@ async def test_declared_body_above_max_body_gets_413_and_a_close() -> None:
 
 
 async def test_chunked_body_growing_past_max_body_gets_413_and_a_close() -> None:
-    seen: list[Request] = []
-
-    async def record(req: Request, responder: Responder) -> None:
-        seen.append(req)
-        await echo(req, responder)
-
+    seen, record = recording_echo()
     async with serving({("POST", "/echo"): record}, max_body=100) as edge:
         reader, writer = await connect(edge)
         writer.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")

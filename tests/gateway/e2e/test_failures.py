@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import time
 import urllib.request
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import openai
@@ -23,6 +26,25 @@ def engine_running(url: str) -> float:
             if line.startswith("vllm:num_requests_running"):
                 return float(line.rsplit(" ", 1)[1])
     raise AssertionError("engine exports no vllm:num_requests_running")
+
+
+@contextlib.asynccontextmanager
+async def fake_engine(model: str, completions: Any) -> AsyncIterator[str]:
+    """A tiny upstream serving /v1/models (one model) and `completions` for what engine_mock never does."""
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": model, "object": "model"}]})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/completions", completions)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    port = procs.free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 # both upstream clients (gateway/upstream.py, the default, and aiohttp's) keep these semantics
@@ -95,31 +117,20 @@ def test_client_disconnect_cancels_the_upstream_request(start_engines, start_gat
 @CLIENTS
 def test_engine_that_never_answers_hits_the_first_byte_timeout(launcher, upstream):  # type: ignore[no-untyped-def]
     # engine_mock always answers, so a tiny upstream that accepts and then says nothing stands in
-    port = procs.free_port()
+    async def hang(_: web.Request) -> web.Response:
+        await asyncio.sleep(3600)
+        return web.Response()
 
     async def main() -> None:
-        async def models(_: web.Request) -> web.Response:
-            return web.json_response({"object": "list", "data": [{"id": "hang", "object": "model"}]})
-
-        async def hang(_: web.Request) -> web.Response:
-            await asyncio.sleep(3600)
-            return web.Response()
-
-        app = web.Application()
-        app.router.add_get("/v1/models", models)
-        app.router.add_post("/v1/completions", hang)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        gw = await asyncio.to_thread(launcher.gateway, [f"http://127.0.0.1:{port}"], "--first-byte-timeout", "1",
-                                   "--upstream-client", upstream)
-        async with aiohttp.ClientSession() as s:
-            t0 = time.monotonic()
-            async with s.post(gw + "/v1/completions", json={"model": "hang", "prompt": "x"}) as resp:
-                doc = json.loads(await resp.read())
-                assert resp.status == 504 and "first-byte" in doc["error"]["message"]
-            assert time.monotonic() - t0 < 5
-        await runner.cleanup()
+        async with fake_engine("hang", hang) as engine:
+            gw = await asyncio.to_thread(launcher.gateway, [engine], "--first-byte-timeout", "1",
+                                         "--upstream-client", upstream)
+            async with aiohttp.ClientSession() as s:
+                t0 = time.monotonic()
+                async with s.post(gw + "/v1/completions", json={"model": "hang", "prompt": "x"}) as resp:
+                    doc = json.loads(await resp.read())
+                    assert resp.status == 504 and "first-byte" in doc["error"]["message"]
+                assert time.monotonic() - t0 < 5
 
     asyncio.run(main())
 
@@ -142,39 +153,29 @@ def test_stream_broken_by_the_engine_ends_with_an_error_event(start_engines, sta
 @CLIENTS
 def test_stream_that_goes_quiet_hits_the_idle_timeout(launcher, upstream):  # type: ignore[no-untyped-def]
     # an engine that sends one event and then nothing: the gateway ends the stream with an error event
-    port = procs.free_port()
+    async def one_event_then_silence(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b'data: {"choices": [{"text": "hi"}]}\n\n')
+        await asyncio.sleep(3600)
+        return resp
 
     async def main() -> None:
-        async def models(_: web.Request) -> web.Response:
-            return web.json_response({"object": "list", "data": [{"id": "quiet", "object": "model"}]})
-
-        async def one_event_then_silence(request: web.Request) -> web.StreamResponse:
-            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-            await resp.prepare(request)
-            await resp.write(b'data: {"choices": [{"text": "hi"}]}\n\n')
-            await asyncio.sleep(3600)
-            return resp
-
-        app = web.Application()
-        app.router.add_get("/v1/models", models)
-        app.router.add_post("/v1/completions", one_event_then_silence)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        gw = await asyncio.to_thread(launcher.gateway, [f"http://127.0.0.1:{port}"], "--idle-timeout", "1",
-                                   "--upstream-client", upstream)
-        async with aiohttp.ClientSession() as s:
-            t0 = time.monotonic()
-            async with s.post(gw + "/v1/completions", json={"model": "quiet", "prompt": "x", "stream": True}) as resp:
-                assert resp.status == 200
-                body = await asyncio.wait_for(resp.read(), 10)
-            took = time.monotonic() - t0
-        events = [line for line in body.decode().split("\n\n") if line]
-        assert events[0] == 'data: {"choices": [{"text": "hi"}]}'
-        assert "sent nothing for 1s" in events[-1] and '"code": 504' in events[-1]
-        assert 0.9 < took < 5
-        with urllib.request.urlopen(gw + "/metrics", timeout=5) as m:
-            assert 'status="502"' in m.read().decode()
-        await runner.cleanup()
+        async with fake_engine("quiet", one_event_then_silence) as engine:
+            gw = await asyncio.to_thread(launcher.gateway, [engine], "--idle-timeout", "1",
+                                         "--upstream-client", upstream)
+            async with aiohttp.ClientSession() as s:
+                t0 = time.monotonic()
+                body_json = {"model": "quiet", "prompt": "x", "stream": True}
+                async with s.post(gw + "/v1/completions", json=body_json) as resp:
+                    assert resp.status == 200
+                    body = await asyncio.wait_for(resp.read(), 10)
+                took = time.monotonic() - t0
+            events = [line for line in body.decode().split("\n\n") if line]
+            assert events[0] == 'data: {"choices": [{"text": "hi"}]}'
+            assert "sent nothing for 1s" in events[-1] and '"code": 504' in events[-1]
+            assert 0.9 < took < 5
+            with urllib.request.urlopen(gw + "/metrics", timeout=5) as m:
+                assert 'status="502"' in m.read().decode()
 
     asyncio.run(main())
