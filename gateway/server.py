@@ -17,6 +17,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -30,6 +31,7 @@ from gateway.http_messages import ClientGone, Request, Responder
 from gateway.limits import Admission, RateLimited
 from gateway.model import RoutingContext, RoutingError, RoutingRequest
 from gateway.router import Router
+from gateway.routing.profile import Profile
 from gateway.settings import Settings
 from gateway.stats import GatewayStats
 from gateway.store import EndpointStore
@@ -46,7 +48,7 @@ JSON_TYPE = {"content-type": "application/json"}
 
 def send_error(out: Responder, status: int, message: str, err_type: str, code: str | int | None, request_id: str,
                headers: dict[str, str] | None = None) -> None:
-    out.send(status, {"content-type": "application/json", "x-request-id": request_id, **(headers or {})},
+    out.send(status, {**JSON_TYPE, "x-request-id": request_id, **(headers or {})},
              error_body(message, err_type, code))
 
 
@@ -57,6 +59,21 @@ def send_json(out: Responder, status: int, doc: Any) -> None:
 def edge_error_body(status: int, message: str, code: str) -> bytes:
     """OpenAI error JSON for what the HTTP server answers itself (malformed requests, 431, 500)."""
     return error_body(message, "invalid_request_error" if status < 500 else "internal_error", code)
+
+
+@dataclass
+class Exchange:
+    """What one proxied request has come to so far (the error paths and the access log read it)."""
+
+    request_id: str
+    started: float
+    model: str = "-"
+    strategy: str = "-"
+    endpoint: str = "-"
+    status: int = 500
+    key: ApiKey | None = None
+    rreq: RoutingRequest | None = None
+    outcome: proxy.Outcome | None = None
 
 
 class Gateway:
@@ -85,138 +102,143 @@ class Gateway:
 
     # ---- /v1/* ----------------------------------------------------------------------------
     async def handle_generate(self, request: Request, out: Responder) -> None:
-        started = time.monotonic()
-        request_id = self.request_id(request)
-        model = strategy = endpoint = "-"
-        status = 500
-        key: ApiKey | None = None
-        outcome: proxy.Outcome | None = None
-        rreq: RoutingRequest | None = None
+        """Admit, route, forward and relay one OpenAI request; every outcome is an OpenAI answer,
+        counted in the metrics and the access log."""
+        ex = Exchange(request_id=self.request_id(request), started=time.monotonic())
         try:
-            key = self.admission.authenticate(request.headers.get("authorization"))
-            if request.too_large:
-                raise RoutingError(413, f"request body larger than the limit of {self.settings.max_body_bytes} bytes",
-                                   "request_too_large")
-            raw = request.body
-            body = parse_body(raw)
-            model = body["model"]
-            strategy = self.router.strategy_for(model, request.headers.get("routing-strategy"))
-            profile = self.router.profile(strategy)
-            if not self.store.knows_model(model):
-                raise RoutingError(404, f"the model {model!r} does not exist on any endpoint; GET /v1/models lists "
-                                   "the served models", "model_not_found")
-            await self.admission.admit(key, model)
-            needs_prompt = profile.needs_prompt or (key is not None and key.tpm > 0)
-            rreq = RoutingRequest(model=model, headers={"x-session-id": request.headers.get("x-session-id", "")},
-                                  prompt=prompt_text(body, request.path) if needs_prompt else None,
-                                  request_id=request_id)
-            headers = proxy.upstream_headers(request, request_id, strategy, self.admission.keys is not None)
-            # one timer per request: first byte (and a non-streamed body) within first_byte_s,
-            # then relay() moves it forward by idle_s after every streamed chunk
-            async with asyncio.timeout(self.settings.timeouts.first_byte_s) as deadline:
-                tried: set[str] = set()
-                for attempt in range(self.settings.retries + 1):
-                    candidates = self.store.candidates(model, frozenset(tried))
-                    if not candidates:
-                        what = "no ready endpoint serves" if not tried else "every endpoint tried failed for"
-                        raise RoutingError(503, f"{what} model {model!r}; retry later", "no_ready_endpoint",
-                                           "service_unavailable")
-                    t0 = time.perf_counter()
-                    ctx = RoutingContext(now=time.monotonic(), rng=self.rng)
-                    chosen = profile.pick(ctx, rreq, candidates)
-                    self.stats.routing_latency.observe(time.perf_counter() - t0)
-                    if chosen is None:
-                        raise RoutingError(503, f"no endpoint passed the filters of {strategy!r} for model {model!r}",
-                                           "no_ready_endpoint", "service_unavailable")
-                    self._note_prefix(model, ctx)
-                    endpoint = chosen.id
-                    self.store.acquire(endpoint)
-                    try:
-                        try:
-                            resp = await proxy.open_upstream(self.session, self.fast, endpoint,  # type: ignore[arg-type]
-                                                             request.path, raw, headers)
-                        except proxy.RETRYABLE as exc:
-                            tried.add(endpoint)
-                            self.store.set_ready(endpoint, False)
-                            self.stats.retries.labels(endpoint).inc()
-                            kv(log, "endpoint connect failed; trying another", logging.WARNING, request_id=request_id,
-                               endpoint=endpoint, error=type(exc).__name__, attempt=attempt + 1)
-                            continue
-                        try:
-                            extra = {"x-brix-endpoint": endpoint}
-                            if rreq.headers["x-session-id"]:
-                                extra["x-session-id"] = rreq.headers["x-session-id"]
-                            outcome = proxy.Outcome()
-                            if profile.post_response:
-                                outcome.on_first_byte = functools.partial(profile.released, rreq, endpoint)
-                            await proxy.relay(out, resp, request_id, started, self.settings.timeouts, extra, outcome,
-                                              deadline)
-                            status = outcome.status if not outcome.error else 502
-                        finally:
-                            resp.close()
-                    finally:
-                        self.store.release(endpoint)
-                        profile.released(rreq, endpoint)
-                    return
-                raise RoutingError(502, f"could not connect to any endpoint for model {model!r} after "
-                                   f"{len(tried)} attempt(s)", "upstream_connect_failed", "service_unavailable")
+            await self._admit_and_forward(request, out, ex)
         except TimeoutError:
-            if outcome is not None and out.started:   # a stream went quiet: say so in the stream, then end it
-                status = 502
-                await proxy.end_stream_on_timeout(out, outcome, self.settings.timeouts)
+            if ex.outcome is not None and out.started:   # a stream went quiet: say so in the stream, then end it
+                ex.status = 502
+                await proxy.end_stream_on_timeout(out, ex.outcome, self.settings.timeouts)
             else:
-                status = 504
+                ex.status = 504
                 t = self.settings.timeouts.first_byte_s
-                what = "did not finish" if outcome is not None else "did not start"
+                what = "did not finish" if ex.outcome is not None else "did not start"
                 send_error(out, 504, f"the engine's response {what} within {t:g}s (first-byte timeout)", "timeout",
-                           "upstream_timeout", request_id)
+                           "upstream_timeout", ex.request_id)
         except RateLimited as exc:
-            status = exc.status
+            ex.status = exc.status
             self.stats.rate_limited.labels(exc.limit).inc()
-            send_error(out, exc.status, str(exc), exc.err_type, exc.code, request_id,
+            send_error(out, exc.status, str(exc), exc.err_type, exc.code, ex.request_id,
                        {"retry-after": str(exc.retry_after)})
         except RoutingError as exc:
-            status = exc.status
-            send_error(out, exc.status, str(exc), exc.err_type, exc.code, request_id)
-        except ClientGone:
-            status = 200 if outcome is not None and outcome.stream_complete else 499
-            if outcome is not None:
-                outcome.status = status
+            ex.status = exc.status
+            send_error(out, exc.status, str(exc), exc.err_type, exc.code, ex.request_id)
+        except (ClientGone, asyncio.CancelledError):
+            # the client went away; the upstream request was closed with it. A client that read
+            # the whole stream and hung up before our end-of-stream still counts as served.
+            ex.status = 200 if ex.outcome is not None and ex.outcome.stream_complete else 499
+            if ex.outcome is not None:
+                ex.outcome.status = ex.status
             raise
         except (aiohttp.ClientError, OSError) as exc:
-            status = 502
+            ex.status = 502
             if out.started:  # mid-stream: the server cuts the connection, the client sees the stream end early
                 raise
             send_error(out, 502, f"the engine failed: {type(exc).__name__}: {exc}", "upstream_error",
-                       "upstream_error", request_id)
-        except asyncio.CancelledError:
-            # the client went away; the upstream request was closed with it. A client that read
-            # the whole stream and hung up before our end-of-stream still counts as served.
-            status = 200 if outcome is not None and outcome.stream_complete else 499
-            if outcome is not None:
-                outcome.status = status
-            raise
+                       "upstream_error", ex.request_id)
         finally:
-            if rreq is not None and outcome is not None:
-                self._account(key, model, rreq, outcome)
-            elapsed = time.monotonic() - started
-            # labels only from bounded sets: client-made model names / strategy specs are folded
-            m_label = model if self.store.knows_model(model) else "-"
-            s_label = self.router.metric_label(strategy) if strategy != "-" else "-"
-            self.stats.requests.inc(m_label, s_label, endpoint, str(status))
-            if status == 200:
-                self.stats.e2e.observe(elapsed, m_label)
-                if outcome is not None and outcome.ttft_s is not None:
-                    self.stats.ttft.observe(outcome.ttft_s, m_label)
-            if self.settings.access_log:
-                access_log.info("request", extra={"fields": {
-                    "request_id": request_id, "method": request.method, "path": request.path, "model": model,
-                    "strategy": strategy, "endpoint": endpoint, "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "ttft_ms": round(outcome.ttft_s * 1000, 2) if outcome and outcome.ttft_s is not None else "-",
-                    "key": key.name if key else "-",
-                    "prompt_tokens": outcome.prompt_tokens if outcome else 0,
-                    "completion_tokens": outcome.completion_tokens if outcome else 0}})
+            self._finish(request, ex)
+
+    async def _admit_and_forward(self, request: Request, out: Responder, ex: Exchange) -> None:
+        ex.key = key = self.admission.authenticate(request.headers.get("authorization"))
+        if request.too_large:
+            raise RoutingError(413, f"request body larger than the limit of {self.settings.max_body_bytes} bytes",
+                               "request_too_large")
+        body = parse_body(request.body)
+        ex.model = model = body["model"]
+        ex.strategy = self.router.strategy_for(model, request.headers.get("routing-strategy"))
+        profile = self.router.profile(ex.strategy)
+        if not self.store.knows_model(model):
+            raise RoutingError(404, f"the model {model!r} does not exist on any endpoint; GET /v1/models lists "
+                               "the served models", "model_not_found")
+        await self.admission.admit(key, model)
+        needs_prompt = profile.needs_prompt or (key is not None and key.tpm > 0)
+        ex.rreq = RoutingRequest(model=model, headers={"x-session-id": request.headers.get("x-session-id", "")},
+                                 prompt=prompt_text(body, request.path) if needs_prompt else None,
+                                 request_id=ex.request_id)
+        headers = proxy.upstream_headers(request, ex.request_id, ex.strategy, self.admission.keys is not None)
+        # one timer per request: first byte (and a non-streamed body) within first_byte_s,
+        # then relay() moves it forward by idle_s after every streamed chunk
+        async with asyncio.timeout(self.settings.timeouts.first_byte_s) as deadline:
+            await self._forward(request, out, ex, profile, headers, deadline)
+
+    async def _forward(self, request: Request, out: Responder, ex: Exchange, profile: Profile,
+                       headers: dict[str, str], deadline: asyncio.Timeout) -> None:
+        """Pick an endpoint and relay its answer; a connect failure tries another one."""
+        rreq = ex.rreq
+        assert rreq is not None
+        tried: set[str] = set()
+        for attempt in range(self.settings.retries + 1):
+            candidates = self.store.candidates(ex.model, frozenset(tried))
+            if not candidates:
+                what = "no ready endpoint serves" if not tried else "every endpoint tried failed for"
+                raise RoutingError(503, f"{what} model {ex.model!r}; retry later", "no_ready_endpoint",
+                                   "service_unavailable")
+            t0 = time.perf_counter()
+            ctx = RoutingContext(now=time.monotonic(), rng=self.rng)
+            chosen = profile.pick(ctx, rreq, candidates)
+            self.stats.routing_latency.observe(time.perf_counter() - t0)
+            if chosen is None:
+                raise RoutingError(503, f"no endpoint passed the filters of {ex.strategy!r} for model {ex.model!r}",
+                                   "no_ready_endpoint", "service_unavailable")
+            self._note_prefix(ex.model, ctx)
+            ex.endpoint = endpoint = chosen.id
+            self.store.acquire(endpoint)
+            try:
+                try:
+                    resp = await proxy.open_upstream(self.session, self.fast, endpoint,  # type: ignore[arg-type]
+                                                     request.path, request.body, headers)
+                except proxy.RETRYABLE as exc:
+                    tried.add(endpoint)
+                    self.store.set_ready(endpoint, False)
+                    self.stats.retries.labels(endpoint).inc()
+                    kv(log, "endpoint connect failed; trying another", logging.WARNING, request_id=ex.request_id,
+                       endpoint=endpoint, error=type(exc).__name__, attempt=attempt + 1)
+                    continue
+                try:
+                    extra = {"x-brix-endpoint": endpoint}
+                    if rreq.headers["x-session-id"]:
+                        extra["x-session-id"] = rreq.headers["x-session-id"]
+                    ex.outcome = outcome = proxy.Outcome()
+                    if profile.post_response:
+                        outcome.on_first_byte = functools.partial(profile.released, rreq, endpoint)
+                    await proxy.relay(out, resp, ex.request_id, ex.started, self.settings.timeouts, extra, outcome,
+                                      deadline)
+                    ex.status = outcome.status if not outcome.error else 502
+                finally:
+                    resp.close()
+            finally:
+                self.store.release(endpoint)
+                profile.released(rreq, endpoint)
+            return
+        raise RoutingError(502, f"could not connect to any endpoint for model {ex.model!r} after "
+                           f"{len(tried)} attempt(s)", "upstream_connect_failed", "service_unavailable")
+
+    def _finish(self, request: Request, ex: Exchange) -> None:
+        """Usage accounting, metrics and the access log line of one answered request."""
+        outcome = ex.outcome
+        if ex.rreq is not None and outcome is not None:
+            self._account(ex.key, ex.model, ex.rreq, outcome)
+        elapsed = time.monotonic() - ex.started
+        # labels only from bounded sets: client-made model names / strategy specs are folded
+        m_label = ex.model if self.store.knows_model(ex.model) else "-"
+        s_label = self.router.metric_label(ex.strategy) if ex.strategy != "-" else "-"
+        self.stats.requests.inc(m_label, s_label, ex.endpoint, str(ex.status))
+        if ex.status == 200:
+            self.stats.e2e.observe(elapsed, m_label)
+            if outcome is not None and outcome.ttft_s is not None:
+                self.stats.ttft.observe(outcome.ttft_s, m_label)
+        if self.settings.access_log:
+            access_log.info("request", extra={"fields": {
+                "request_id": ex.request_id, "method": request.method, "path": request.path, "model": ex.model,
+                "strategy": ex.strategy, "endpoint": ex.endpoint, "status": ex.status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "ttft_ms": round(outcome.ttft_s * 1000, 2) if outcome and outcome.ttft_s is not None else "-",
+                "key": ex.key.name if ex.key else "-",
+                "prompt_tokens": outcome.prompt_tokens if outcome else 0,
+                "completion_tokens": outcome.completion_tokens if outcome else 0}})
 
     def _note_prefix(self, model: str, ctx: RoutingContext) -> None:
         notes = ctx.notes

@@ -13,7 +13,7 @@ from gateway.routing.api import Category, check_params, least
 
 @dataclass
 class RandomScorer:
-    """Every endpoint scores 1; the picker's shuffle makes the choice uniform."""
+    """Every endpoint scores 1; the picker's random tie-break makes the choice uniform."""
 
     name: str = "random"
     category: Category = "distribution"
