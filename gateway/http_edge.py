@@ -62,6 +62,8 @@ class _Connection(asyncio.Protocol):
         self._head_raw = 0  # bytes of the head in progress, counted as they arrive (after its first read)
         self._continue_owed = False  # a 100 Continue waits for the response being written to end
         self.receiving_since: float | None = None  # first byte of a request still arriving
+        self.current: Request | None = None  # the request being answered
+        self._pending_reject: bytes | None = None  # an error answer owed after the queued requests
 
     # ---- transport events ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -240,9 +242,6 @@ class _Connection(asyncio.Protocol):
             return
         transport.write_eof()
         asyncio.get_running_loop().call_later(LINGER_S, transport.close)
-
-    _pending_reject: bytes | None = None
-    current: Request | None = None
 
     def _enqueue(self, req: Request) -> None:
         self.queue.append(req)
