@@ -266,9 +266,7 @@ class _Connection(asyncio.Protocol):
                 except Exception:  # noqa: BLE001 - one bad request must not take the connection's others down
                     log.exception("unhandled error in %s %s", req.method, req.path)
                     if not responder.started:
-                        responder.send(500, {"content-type": "application/json"},
-                                       edge.error_body(500, "internal error in the gateway; see its log",
-                                                       "internal_error"))
+                        self._internal_error(responder)
                     else:
                         self.closing_after_response = True
                         if not responder.finished:
@@ -278,8 +276,7 @@ class _Connection(asyncio.Protocol):
                             self.queue.clear()
                 if not responder.started:  # the handler returned without answering: a bare "0" would be garbage
                     log.error("%s %s: the handler returned without a response", req.method, req.path)
-                    responder.send(500, {"content-type": "application/json"},
-                                   edge.error_body(500, "internal error in the gateway; see its log", "internal_error"))
+                    self._internal_error(responder)
                 elif not responder.finished:
                     responder.end()
                 self.current = None
@@ -306,6 +303,10 @@ class _Connection(asyncio.Protocol):
             return
         if self.closing_after_response and self.transport is not None:
             self.transport.close()
+
+    def _internal_error(self, responder: Responder) -> None:
+        responder.send(500, {"content-type": "application/json"},
+                       self.edge.error_body(500, "internal error in the gateway; see its log", "internal_error"))
 
     @property
     def idle(self) -> bool:
