@@ -10,12 +10,12 @@ and a gateway scraping every 100 ms made every request that arrived meanwhile wa
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client.utils import floatToGoString
 
+from brix.histogram import Histogram
 from engine_mock.model import Step
 
 if TYPE_CHECKING:
@@ -41,20 +41,6 @@ def one_two_five_buckets(limit: int) -> tuple[float, ...]:
         mag *= 10
 
 
-class Hist:
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-
-
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -72,19 +58,19 @@ class EngineMetrics:
         self.model_name = model_name
         self.max_loras = max_loras
         self.sim_now = sim_now
-        self.ttft = Hist(TTFT_BUCKETS)
-        self.tpot = Hist(TPOT_BUCKETS)
-        self.itl = Hist(TPOT_BUCKETS)
-        self.e2e = Hist(LATENCY_BUCKETS)
-        self.queue = Hist(LATENCY_BUCKETS)
-        self.prefill = Hist(LATENCY_BUCKETS)
-        self.decode = Hist(LATENCY_BUCKETS)
+        self.ttft = Histogram(TTFT_BUCKETS)
+        self.tpot = Histogram(TPOT_BUCKETS)
+        self.itl = Histogram(TPOT_BUCKETS)
+        self.e2e = Histogram(LATENCY_BUCKETS)
+        self.queue = Histogram(LATENCY_BUCKETS)
+        self.prefill = Histogram(LATENCY_BUCKETS)
+        self.decode = Histogram(LATENCY_BUCKETS)
         tokens = one_two_five_buckets(max_model_len)
-        self.prompt_tokens = Hist(tokens)
-        self.gen_tokens = Hist(tokens)
-        self.iteration_tokens = Hist(one_two_five_buckets(16384))
+        self.prompt_tokens = Histogram(tokens)
+        self.gen_tokens = Histogram(tokens)
+        self.iteration_tokens = Histogram(one_two_five_buckets(16384))
         # not a vLLM metric: how late (wall seconds) the event loop delivered each step's tokens
-        self.lateness = Hist((0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1))
+        self.lateness = Histogram((0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1))
         self._layout()
 
     def record(self, step: Step) -> None:
@@ -169,8 +155,7 @@ class EngineMetrics:
             ("engine_mock:step_lateness_seconds", "Wall seconds between a simulated step's end and the"
              " delivery of its tokens (event-loop and OS scheduling delay; not a vLLM metric).", self.lateness),
         ):
-            les = [repr(float(b)) for b in hist.bounds] + ["+Inf"]
-            buckets = [f'{name}_bucket{{le="{le}",{model}}} ' for le in les]  # label order as prometheus-client
+            buckets = [f'{name}_bucket{{le="{le}",{model}}} ' for le in hist.le_labels()]  # label order as prometheus-client
             self._hists.append((_head(name, doc, "histogram"), buckets, f"{name}_count{{{model}}} ",
                                 f"{name}_sum{{{model}}} ", hist))
 
@@ -192,9 +177,8 @@ class EngineMetrics:
         add(f"{self._success}{fmt(eng.counters.success)}\n")
         for head, buckets, count, total, hist in self._hists:
             add(head)
-            acc = 0
-            for line, n in zip(buckets, hist.counts, strict=True):
-                acc += n
-                add(f"{line}{fmt(acc)}\n")
-            add(f"{count}{fmt(acc)}\n{total}{fmt(hist.sum)}\n")
+            cumulative = hist.cumulative()
+            for line, n in zip(buckets, cumulative, strict=True):
+                add(f"{line}{fmt(n)}\n")
+            add(f"{count}{fmt(cumulative[-1])}\n{total}{fmt(hist.sum)}\n")
         return "".join(out).encode()

@@ -10,12 +10,12 @@ prometheus-client's own metric types.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.utils import floatToGoString
+
+from brix.histogram import Histogram
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _ROUTING_BUCKETS = tuple(10e-6 * 2 ** i for i in range(15))  # 10 µs .. 164 ms
@@ -40,29 +40,23 @@ class FastCounter:
 
 
 class FastHistogram:
-    """A labelled histogram: `observe(value, *label_values)`; buckets as prometheus-client's (le inclusive)."""
+    """A labelled histogram: `observe(value, *label_values)`, one brix.histogram.Histogram per label set."""
 
     def __init__(self, name: str, doc: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
         self.name, self.doc, self.labelnames = name, doc, list(labelnames)
-        self.bounds = [float(b) for b in buckets]
-        self._les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
-        self.series: dict[tuple[str, ...], list[float]] = {}  # per-bucket counts, then the +Inf bucket, then the sum
+        self.buckets = tuple(buckets)
+        self.series: dict[tuple[str, ...], Histogram] = {}
 
     def observe(self, value: float, *labels: str) -> None:
-        s = self.series.get(labels)
-        if s is None:
-            s = self.series[labels] = [0.0] * (len(self.bounds) + 2)
-        s[bisect_left(self.bounds, value)] += 1
-        s[-1] += value
+        h = self.series.get(labels)
+        if h is None:
+            h = self.series[labels] = Histogram(self.buckets)
+        h.observe(value)
 
     def family(self) -> Metric:
         fam = HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
-        for labels, s in self.series.items():
-            total, buckets = 0.0, []
-            for le, n in zip(self._les, s[:-1], strict=True):
-                total += n
-                buckets.append((le, total))
-            fam.add_metric(list(labels), buckets, s[-1])
+        for labels, h in self.series.items():
+            fam.add_metric(list(labels), list(zip(h.le_labels(), h.cumulative(), strict=True)), h.sum)
         return fam
 
 
