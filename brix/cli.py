@@ -5,15 +5,24 @@ heavy modules such as grpc or ortools at import time) and exposes `COMMANDS`, a 
 `brix.commands.Command`. The list of component CLIs below is the one place that says what
 exists — no import-time registration magic.
 
-Every flag can also come from the environment: `--metrics-port` reads `BRIX_METRICS_PORT`.
-A flag given on the command line wins over the environment.
+Every flag can also come from the environment, scoped to its subcommand: `brix gateway --port`
+reads `BRIX_GATEWAY_PORT`, `brix device-plugin --metrics-port` reads
+`BRIX_DEVICE_PLUGIN_METRICS_PORT`. A flag given on the command line wins over the environment.
+There is no bare `BRIX_<FLAG>`: subcommands share flag names with different meanings (`--model`,
+`--config`, `--nodes`), and Kubernetes injects service-link variables into pods (a Service named
+`brix` puts `BRIX_PORT=tcp://10.96.0.10:8888` into every container of its namespace). A Service
+named `brix-gateway` would inject `BRIX_GATEWAY_PORT=tcp://...`; values of that exact shape in a
+`..._PORT` variable are ignored with a note on stderr (set `enableServiceLinks: false`, as every
+manifest in deploy/ does).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -41,8 +50,18 @@ def load_commands() -> list[Command]:
     return commands
 
 
-def env_var_for(dest: str) -> str:
-    return ENV_PREFIX + dest.upper().replace("-", "_")
+# What Kubernetes (and Docker links) write into <SERVICE>_PORT: never a value for a Brix flag.
+_SERVICE_LINK = re.compile(r"(tcp|udp|sctp)://[^/\s]+:\d+")
+
+
+def env_var_for(command: str, dest: str) -> str:
+    """The environment variable of one subcommand's flag: (gateway, metrics_port) -> BRIX_GATEWAY_METRICS_PORT."""
+    return ENV_PREFIX + f"{command}_{dest}".upper().replace("-", "_")
+
+
+def is_service_link(name: str, raw: str) -> bool:
+    """True for a Kubernetes service-link variable such as BRIX_GATEWAY_PORT=tcp://10.96.0.10:8888."""
+    return name.endswith("_PORT") and _SERVICE_LINK.fullmatch(raw.strip()) is not None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,26 +73,36 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows every flag's default and its environment variable."""
+    """Shows every flag's default and its environment variable (scoped to `command`)."""
+
+    def __init__(self, prog: str, *args: object, command: str = "", **kwargs: object) -> None:
+        super().__init__(prog, *args, **kwargs)  # type: ignore[arg-type]
+        self._command = command
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if action.option_strings and action.dest not in ("help", "version"):
             if "%(default)" not in text and action.default is not argparse.SUPPRESS:
                 text += " (default: %(default)s)"
-            text += f" [env {env_var_for(action.dest)}]"
+            text += f" [env {env_var_for(self._command, action.dest)}]"
         return text
 
 
-def _apply_env_defaults(parser: argparse.ArgumentParser, environ: os._Environ[str] | dict[str, str]) -> None:
-    """Turn BRIX_<FLAG> environment variables into parser defaults, validated like flags."""
+def _apply_env_defaults(parser: argparse.ArgumentParser, command: str,
+                        environ: os._Environ[str] | dict[str, str]) -> None:
+    """Turn BRIX_<COMMAND>_<FLAG> environment variables into parser defaults, validated like flags."""
     for action in parser._actions:  # argparse has no public accessor for its actions
         if not action.option_strings or action.dest in ("help", "version"):
             continue
-        name = env_var_for(action.dest)
+        name = env_var_for(command, action.dest)
         if name not in environ:
             continue
         raw = environ[name]
+        if is_service_link(name, raw):
+            print(f"{parser.prog}: note: ignoring {name}={raw!r}: it is a Kubernetes service-link variable "
+                  f"(a Service named {name[:-len('_PORT')].lower().replace('_', '-')}), not a value for "
+                  f"{action.option_strings[0]}; set enableServiceLinks: false in the pod spec", file=sys.stderr)
+            continue
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             truthy = raw.strip().lower() in ("1", "true", "yes", "on")
             falsy = raw.strip().lower() in ("0", "false", "no", "off", "")
@@ -108,8 +137,8 @@ def build_parser(commands: Sequence[Command] | None = None) -> tuple[argparse.Ar
         description=(
             "Brix: Kubernetes extensions for cheap, fast LLM inference on GPU clusters, "
             "and a local mock-GPU cluster (`brix up`) that runs all of it on loopback.\n"
-            "Every flag can also be set with an environment variable BRIX_<FLAG>, "
-            "for example BRIX_METRICS_PORT=9400."
+            "Every flag can also be set with an environment variable scoped to its subcommand, "
+            "BRIX_<COMMAND>_<FLAG>: for example BRIX_GATEWAY_PORT=8888 for `brix gateway --port 8888`."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -123,7 +152,7 @@ def build_parser(commands: Sequence[Command] | None = None) -> tuple[argparse.Ar
             command.name,
             help=command.help,
             description=command.description or command.help,
-            formatter_class=_HelpFormatter,
+            formatter_class=functools.partial(_HelpFormatter, command=command.name),
         )
         command.add_arguments(child)
         child.set_defaults(_command=command.name)
@@ -137,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Env defaults must be applied to the chosen subparser before it parses its flags.
     children = _subparsers(parser)
     if args_list and args_list[0] in children:
-        _apply_env_defaults(children[args_list[0]], os.environ)
+        _apply_env_defaults(children[args_list[0]], args_list[0], os.environ)
     args, unknown = parser.parse_known_args(args_list)
     if unknown:
         chosen_parser = children.get(args_list[0]) if args_list else None

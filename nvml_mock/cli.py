@@ -21,7 +21,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="GPU model: A100, A100-SXM4-40GB, H100, H200, L40S, A10, T4, V100-SXM2-32GB")
     init.add_argument("--nvlink", choices=("all", "pairs", "none"), default=None,
                       help="NVLink layout; unset: all for NVLink models, none for PCIe ones")
-    init.add_argument("--node", default=socket.gethostname(), help="node name (in a pod set BRIX_NODE from spec.nodeName); stable GPU uuids derive from it")
+    init.add_argument("--node", default=socket.gethostname(), help="node name (in a pod set BRIX_NVML_MOCK_NODE from spec.nodeName); stable GPU uuids derive from it")
     init.add_argument("--npus", type=int, default=0, help="number of Ascend cards to add")
     init.add_argument("--force", action="store_true", help="overwrite an existing config")
     inject = parser.add_argument_group("inject (GPU)")
@@ -42,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
     from nvml_mock import tool
 
     if not args.config:
-        raise UsageError("--config FILE is required (or set BRIX_CONFIG)")
+        raise UsageError("--config FILE is required (or set BRIX_NVML_MOCK_CONFIG)")
     config = Path(args.config)
     if args.action == "init":
         print(tool.run_init(tool.InitSettings(config=config, gpus=args.gpus, model=args.model, nvlink=args.nvlink,

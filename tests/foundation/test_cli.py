@@ -43,7 +43,7 @@ def test_every_subcommand_help_shows_defaults_and_env_vars(command: str) -> None
     for action in child._actions:
         if action.option_strings and action.dest != "help":
             assert action.help, f"brix {command} {action.option_strings[0]} has no help text"
-            assert f"[env {cli.env_var_for(action.dest)}]" in text
+            assert f"[env {cli.env_var_for(command, action.dest)}]" in text
 
 
 def test_unknown_flag_exits_2_and_says_where_to_look() -> None:
@@ -86,7 +86,8 @@ def _main_with(commands: list[Command], argv: list[str], monkeypatch: pytest.Mon
 def test_environment_variables_fill_flags_and_the_command_line_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, argparse.Namespace] = {}
     cmd = [_demo_command(seen)]
-    env = {"BRIX_METRICS_PORT": "9999", "BRIX_VERBOSE_THING": "true", "BRIX_MODE": "b", "BRIX_MAX": "A100=2,H100=1"}
+    env = {"BRIX_DEMO_METRICS_PORT": "9999", "BRIX_DEMO_VERBOSE_THING": "true", "BRIX_DEMO_MODE": "b",
+           "BRIX_DEMO_MAX": "A100=2,H100=1"}
     assert _main_with(cmd, ["demo"], monkeypatch, env) == 0
     args = seen["args"]
     assert (args.metrics_port, args.verbose_thing, args.mode, args.max) == (9999, True, "b", ["A100=2", "H100=1"])
@@ -95,9 +96,9 @@ def test_environment_variables_fill_flags_and_the_command_line_wins(monkeypatch:
 
 
 @pytest.mark.parametrize(("env", "message"), [
-    ({"BRIX_METRICS_PORT": "nine"}, "BRIX_METRICS_PORT='nine' is invalid for --metrics-port"),
-    ({"BRIX_MODE": "c"}, "BRIX_MODE='c' is not one of: a, b"),
-    ({"BRIX_VERBOSE_THING": "maybe"}, "BRIX_VERBOSE_THING='maybe' is not a boolean"),
+    ({"BRIX_DEMO_METRICS_PORT": "nine"}, "BRIX_DEMO_METRICS_PORT='nine' is invalid for --metrics-port"),
+    ({"BRIX_DEMO_MODE": "c"}, "BRIX_DEMO_MODE='c' is not one of: a, b"),
+    ({"BRIX_DEMO_VERBOSE_THING": "maybe"}, "BRIX_DEMO_VERBOSE_THING='maybe' is not a boolean"),
 ])
 def test_bad_environment_values_exit_2_naming_the_variable(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str], message: str) -> None:
