@@ -85,10 +85,13 @@ class MockKubelet:
                 if self.on_change is not None:
                     self.on_change(self)
 
-    async def allocate(self, resource: str, count: int) -> tuple[list[str], dict[str, str]]:
-        """Ask the plugin for a preferred set of `count` healthy devices, then Allocate them."""
+    async def allocate(self, resource: str, count: int, in_use: frozenset[str] = frozenset()
+                       ) -> tuple[list[str], dict[str, str]]:
+        """Ask the plugin for a preferred set of `count` healthy devices not in use, then Allocate them."""
         state = self.plugins[resource]
-        available = [d for d, h in state.devices.items() if h == HEALTHY]
+        available = [d for d, h in state.devices.items() if h == HEALTHY and d not in in_use]
+        if len(available) < count:
+            raise ValueError(f"{resource}: {count} requested, {len(available)} healthy and free on {self.node}")
         async with grpc.aio.insecure_channel(f"unix:{self.directory / state.endpoint}") as channel:
             stub = api_pb2_grpc.DevicePluginStub(channel)
             preferred = await stub.GetPreferredAllocation(api_pb2.PreferredAllocationRequest(container_requests=[

@@ -107,10 +107,16 @@ def start(
     ready_socket: str | None = None,
     env: dict[str, str] | None = None,
     cwd: str | Path | None = None,
+    inherit_env: bool = True,
 ) -> ManagedProcess:
+    """inherit_env=False starts the child with only PATH, HOME, LANG and `env` (a pod's process
+    must not see the node agent's own credentials)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
-    full_env = dict(os.environ)
+    if inherit_env:
+        full_env = dict(os.environ)
+    else:
+        full_env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     if env:
         full_env.update(env)

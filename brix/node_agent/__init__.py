@@ -1,0 +1,1 @@
+"""`brix node-agent`: plays the kubelet for simulated GPU nodes of the local control plane."""
