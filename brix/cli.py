@@ -37,6 +37,7 @@ COMPONENT_CLIS = (
     "nvml_mock.cli",
     "engine_mock.cli",
     "gateway.cli",
+    "brix.node_agent.cli",
 )
 
 ENV_PREFIX = "BRIX_"
