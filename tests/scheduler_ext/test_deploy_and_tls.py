@@ -39,7 +39,7 @@ def test_scheduler_configs_use_the_served_verbs(start_ext):
 
 
 def test_deployment_args_are_real_flags():
-    deployment = next(d for d in yaml.safe_load_all((DEPLOY / "deployment.yaml").read_text()) if d["kind"] == "Deployment")
+    deployment = next(d for d in yaml.safe_load_all((DEPLOY / "extender" / "deployment.yaml").read_text()) if d["kind"] == "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     import argparse
 
