@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint venv redis proto bench clean
+.PHONY: test demo lint venv redis promtool kube proto bench clean image
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,30 @@ redis:
 		echo "      or the redis tests are skipped outside CI"; \
 	fi
 
-test: venv redis
-	$(PY) -m pytest $(PYTEST_ARGS)
+# promtool checks the /metrics names Brix makes up (tests/*/test_promtool.py). hack/promtool.sh
+# uses one on PATH or builds it once with `go install` into ~/.cache/brix/promtool; without Go the
+# promtool tests skip outside CI.
+promtool:
+	@hack/promtool.sh >/dev/null || echo "make: no promtool (and no Go toolchain to build it); its checks will skip outside CI"
 
-demo: venv
+# The upstream control plane (kube-apiserver, kube-controller-manager, kube-scheduler, etcd) built
+# from its Go modules into ~/.cache/brix/kube/<versions>/; skipped when already built. Progress goes
+# to stderr. Without Go: a failure in CI; elsewhere `brix up` falls back to --standalone and the
+# tests marked `kube` skip.
+kube:
+	@hack/kube/build.sh >/dev/null || { [ -z "$$CI" ] && echo "make: the control plane is not built; brix up will run --standalone and kube tests will skip"; }
+
+test: venv redis promtool kube
+	PROMTOOL="$$(hack/promtool.sh 2>/dev/null)" $(PY) -m pytest $(PYTEST_ARGS)
+
+# Both images of the Dockerfile (needs a Docker engine): brix-node (GPU nodes) and brix (the rest).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine answers here (docker info failed); build on a machine with one"; exit 1; }
+	docker build --target node -t brix-node:$(VERSION) .
+	docker build --target full -t brix:$(VERSION) .
+
+demo: venv kube
 	$(VENV)/bin/brix up
 
 lint: venv

@@ -42,6 +42,11 @@ COMPONENT_CLIS = (
 
 ENV_PREFIX = "BRIX_"
 
+# Packages only an extra of pyproject.toml installs -> that extra (the base install is the GPU
+# node's: device plugin, diagnose, nvml-mock).
+EXTRA_OF_PACKAGE = {"ortools": "scheduler", "numpy": "all", "kubernetes": "all", "kopf": "controllers",
+                    "httptools": "gateway", "redis": "gateway", "uvloop": "all"}
+
 
 def load_commands() -> list[Command]:
     commands: list[Command] = []
@@ -186,6 +191,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except UsageError as exc:
         print(f"brix {chosen}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF_PACKAGE.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"brix {chosen}: error: this command needs the Python package {exc.name!r}, which the base "
+              f"install leaves out (it is what the brix-node image has): pip install 'brix[{extra}]', "
+              f"or run the full brix image", file=sys.stderr)
         return 2
 
 
