@@ -38,6 +38,7 @@ COMPONENT_CLIS = (
     "engine_mock.cli",
     "gateway.cli",
     "brix.node_agent.cli",
+    "controllers.cli",
 )
 
 ENV_PREFIX = "BRIX_"

@@ -1,0 +1,233 @@
+"""PodAutoscaler I/O: a kopf event handler keeps the set of autoscalers, a loop ticks each of them.
+
+Each tick reads the target's /scale, lists its Ready pods, scrapes them (and the external,
+optimizer and gateway sources), records one sample per second, and calls the pure
+`decide()`; when a decision is due it writes /scale and the status. The decider state lives in
+status.state, so an operator restarted (or a new leader) resumes where the last one stopped.
+
+The tick loop is ours rather than a kopf timer: kopf timers put a finalizer on every object,
+which would keep a PodAutoscaler (and its namespace) from being deleted while the operator is
+down. An event handler needs none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import kopf
+from kubernetes import client
+
+from brix.logs import kv
+from controllers.autoscaler import scrape
+from controllers.autoscaler.decide import Decision, Inputs, decide
+from controllers.autoscaler.metrics import Observation, Window, observe
+from controllers.autoscaler.model import AutoscalerSpec, DeciderState, SpecError, parse_spec
+from controllers.autoscaler.target import Targets
+from controllers.settings import AutoscalerSettings
+from controllers.stats import ControllerStats
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "autoscaling.brix.dev", "v1alpha1", "podautoscalers"
+
+
+@dataclass
+class Tracked:
+    body: dict[str, Any]
+    state: DeciderState | None = None            # None until restored from status
+    windows: dict[str, Window] = field(default_factory=dict)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    last_scale_time: str | None = None
+    invalid_generation: int | None = None        # the generation whose spec was refused (written once)
+
+
+def _iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(conditions: list[dict[str, Any]], ctype: str, ok: bool, reason: str, message: str,
+                  now: float) -> list[dict[str, Any]]:
+    """Conditions with one replaced; lastTransitionTime moves only when the status flips."""
+    status = "True" if ok else "False"
+    old = next((c for c in conditions if c.get("type") == ctype), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == status else _iso(now)
+    new = {"type": ctype, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
+    return [c for c in conditions if c.get("type") != ctype] + [new]
+
+
+class AutoscalerController:
+    def __init__(self, settings: AutoscalerSettings, api_client: client.ApiClient, stats: ControllerStats,
+                 clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.targets = Targets(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.stats = stats
+        self.clock = clock
+        self.tracked: dict[str, Tracked] = {}
+        self.session: aiohttp.ClientSession | None = None
+
+    # ---- kopf: the set of autoscalers ---------------------------------------------------
+    def register(self, registry: kopf.OperatorRegistry) -> None:
+        @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="podautoscaler-seen")
+        def seen(event: dict[str, Any], **_: Any) -> None:
+            obj = event.get("object") or {}
+            uid = (obj.get("metadata") or {}).get("uid")
+            if not uid:
+                return
+            if event.get("type") == "DELETED":
+                self.tracked.pop(uid, None)
+                return
+            t = self.tracked.get(uid)
+            if t is None:
+                self.tracked[uid] = Tracked(obj)
+            else:
+                t.body = obj
+
+    # ---- the loop -------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        self.session = aiohttp.ClientSession()
+        try:
+            while not stop.is_set():
+                started = self.clock()
+                await asyncio.gather(*(self._guarded(t) for t in list(self.tracked.values())))
+                delay = max(0.05, self.settings.tick_s - (self.clock() - started))
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+        finally:
+            await self.session.close()
+            self.session = None
+
+    async def _guarded(self, t: Tracked) -> None:
+        meta = t.body.get("metadata") or {}
+        try:
+            await self.tick(t)
+        except Exception as exc:  # noqa: BLE001 - one broken autoscaler must not stop the others
+            kv(log, "autoscaler tick failed", logging.WARNING, namespace=meta.get("namespace"),
+               name=meta.get("name"), error=f"{type(exc).__name__}: {exc}")
+
+    async def tick(self, t: Tracked) -> None:
+        now = self.clock()
+        meta = t.body["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        status = t.body.get("status") or {}
+        if t.state is None:
+            t.state = DeciderState.from_json(status.get("state"))
+            t.decisions = list(status.get("lastDecisions") or [])
+            t.conditions = list(status.get("conditions") or [])
+            t.last_scale_time = status.get("lastScaleTime")
+        try:
+            spec = parse_spec(t.body.get("spec"))
+        except SpecError as exc:
+            if t.invalid_generation != meta.get("generation"):
+                t.invalid_generation = meta.get("generation")
+                t.conditions = set_condition(t.conditions, "ScalingActive", False, "InvalidSpec", str(exc), now)
+                await self._write_status(ns, name, {"conditions": t.conditions})
+                kv(log, "invalid PodAutoscaler spec", logging.WARNING, namespace=ns, name=name, error=str(exc))
+            return
+        t.invalid_generation = None
+        try:
+            scale = await asyncio.to_thread(self.targets.read_scale, ns, spec.target_api_version, spec.target_kind,
+                                            spec.target_name)
+        except Exception as exc:  # noqa: BLE001 - reported in the AbleToScale condition
+            msg = f"cannot read the scale of {spec.target_kind}/{spec.target_name}: {getattr(exc, 'reason', exc)}"
+            if not _has(t.conditions, "AbleToScale", "False", msg):
+                t.conditions = set_condition(t.conditions, "AbleToScale", False, "FailedGetScale", msg, now)
+                await self._write_status(ns, name, {"conditions": t.conditions})
+            return
+        pods = await asyncio.to_thread(self.targets.ready_pods, ns, scale.selector)
+        observations = await self._observe(spec, t, ns, pods.ips, now)
+        held = 0.0
+        if scale.replicas == 0 and self.settings.gateway_urls:
+            assert self.session is not None
+            held = await scrape.held_requests(self.session, list(self.settings.gateway_urls), spec.model_name,
+                                              self.settings.scrape_timeout_s)
+        inputs = Inputs(current=scale.replicas, ready=len(pods.ips), observations=observations, held=held,
+                        wall=dt.datetime.fromtimestamp(now, dt.UTC))
+        decision, t.state = decide(spec, inputs, t.state, now)
+        if not decision.due:
+            return
+        await self._act(t, spec, ns, name, scale.replicas, scale.status_replicas, decision, now)
+
+    async def _observe(self, spec: AutoscalerSpec, t: Tracked, ns: str, ips: dict[str, str],
+                       now: float) -> dict[str, Observation]:
+        assert self.session is not None
+        out: dict[str, Observation] = {}
+        timeout = self.settings.scrape_timeout_s
+        keep = {s.key for s in spec.sources}
+        for key in [k for k in t.windows if k not in keep]:
+            del t.windows[key]
+        for src in spec.sources:
+            window = t.windows.setdefault(src.key, Window(keep_s=spec.stable_window_s + 60))
+            if src.type == "pod":
+                values = await scrape.scrape_pods(self.session, ips, src, timeout)
+                failed = sum(1 for v in values.values() if v is None)
+                if failed:
+                    self.stats.scrape_failures.labels(ns, t.body["metadata"]["name"]).inc(failed)
+                window.forget_pods(set(ips))
+                window.record_pods(now, values, len(ips))
+            else:
+                if src.type == "external":
+                    value = await scrape.scrape_external(self.session, src, timeout)
+                else:
+                    value = await scrape.scrape_optimizer(self.session, src, ns, spec.model_name, timeout)
+                if value is None:
+                    self.stats.scrape_failures.labels(ns, t.body["metadata"]["name"]).inc()
+                else:
+                    window.record_total(now, value)
+            out[src.key] = observe(window, now, spec.stable_window_s, spec.panic_window_s, src.type == "pod",
+                                   max(spec.sync_period_s, 2 * self.settings.tick_s))
+        return out
+
+    async def _act(self, t: Tracked, spec: AutoscalerSpec, ns: str, name: str, current: int, actual: int,
+                   d: Decision, now: float) -> None:
+        conds = set_condition(t.conditions, "AbleToScale", True, "SucceededRescale" if d.desired != current
+                              else "ReadyForNewScale", "the target's /scale can be read and written", now)
+        if d.desired != current:
+            try:
+                await asyncio.to_thread(self.targets.write_scale, ns, spec.target_api_version, spec.target_kind,
+                                        spec.target_name, d.desired)
+            except Exception as exc:  # noqa: BLE001 - reported in AbleToScale; retried next period
+                msg = f"cannot write the scale of {spec.target_kind}/{spec.target_name}: {getattr(exc, 'reason', exc)}"
+                t.conditions = set_condition(conds, "AbleToScale", False, "FailedUpdateScale", msg, now)
+                await self._write_status(ns, name, {"conditions": t.conditions})
+                return
+            t.last_scale_time = _iso(now)
+            t.decisions = (t.decisions + [{"time": _iso(now), "from": current, "to": d.desired,
+                                           "reason": d.reason}])[-self.settings.history:]
+            self.stats.scale_events.labels(ns, name, "up" if d.desired > current else "down").inc()
+            kv(log, "scaled", namespace=ns, name=name, target=f"{spec.target_kind}/{spec.target_name}",
+               replicas_from=current, replicas_to=d.desired, reason=d.reason)
+        conds = set_condition(conds, "ScalingActive", d.metrics_ok, "ValidMetricFound" if d.metrics_ok
+                              else "FailedGetMetrics", d.reason, now)
+        conds = set_condition(conds, "ScalingLimited", bool(d.limited), d.limited or "DesiredWithinRange",
+                              f"bounds [{d.min_replicas}, {d.max_replicas}]"
+                              + (f" from schedule {d.schedule!r}" if d.schedule else ""), now)
+        t.conditions = conds
+        self.stats.desired.labels(ns, name).set(d.desired)
+        self.stats.actual.labels(ns, name).set(actual)
+        self.stats.panic.labels(ns, name).set(1 if d.panic else 0)
+        assert t.state is not None
+        await self._write_status(ns, name, {
+            "desiredReplicas": d.desired, "actualReplicas": actual, "conditions": conds,
+            "lastScaleTime": t.last_scale_time, "lastDecisions": t.decisions, "panic": d.panic,
+            "scheduledBounds": {"minReplicas": d.min_replicas, "maxReplicas": d.max_replicas,
+                                "activeSchedule": d.schedule},
+            "observedGeneration": t.body["metadata"].get("generation"), "state": t.state.to_json()})
+
+    async def _write_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, ns, PLURAL,
+                                name, {"status": status})
+
+
+def _has(conditions: list[dict[str, Any]], ctype: str, status: str, message: str) -> bool:
+    return any(c.get("type") == ctype and c.get("status") == status and c.get("message") == message
+               for c in conditions)

@@ -1,0 +1,24 @@
+"""The one place that says which controllers the operator runs (no import-time handlers).
+
+`register_all(registry, runtime)` adds every controller's kopf handlers to a registry made by the
+caller and returns the background loops to run while this replica leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import kopf
+
+from controllers.autoscaler.handlers import AutoscalerController
+from controllers.runtime import Runtime
+
+Loop = Callable[[asyncio.Event], Awaitable[None]]
+
+
+def register_all(registry: kopf.OperatorRegistry, rt: Runtime) -> list[Loop]:
+    autoscaler = AutoscalerController(rt.settings.autoscaler, rt.api_client, rt.stats, rt.clock)
+    autoscaler.register(registry)
+    rt.controllers["autoscaler"] = autoscaler
+    return [autoscaler.run]

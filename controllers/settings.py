@@ -1,0 +1,48 @@
+"""Typed settings for `brix controllers`, built from flags in controllers/cli.py (nothing deeper sees argparse)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LeaderSettings:
+    enabled: bool = True
+    """Elect a leader through a coordination.k8s.io/v1 Lease, so that two replicas can run; only
+    the leader watches and scales. Off: this process acts at once (one replica, or tests)."""
+    namespace: str = "default"
+    """Namespace of the Lease (the operator's own namespace in a pod: POD_NAMESPACE)."""
+    name: str = "brix-controllers"
+    identity: str = ""
+    """This replica's name in the Lease; empty = hostname_pid."""
+    lease_duration_s: float = 15.0
+    """A leader that has not renewed for this long may be replaced (client-go's default)."""
+    renew_period_s: float = 5.0
+    """How often the leader renews and a standby retries."""
+
+
+@dataclass(frozen=True)
+class AutoscalerSettings:
+    tick_s: float = 1.0
+    """How often each PodAutoscaler's pods are scraped; one sample per second fills the
+    per-second buckets. Decisions happen at each autoscaler's own sync period."""
+    scrape_timeout_s: float = 1.0
+    """Timeout of one /metrics read (pod, external URL, optimizer, gateway)."""
+    gateway_urls: tuple[str, ...] = ()
+    """Gateways whose held-request metric (brix_gateway_held_requests) triggers scale from zero."""
+    history: int = 10
+    """Decisions kept in status.lastDecisions."""
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to watch; empty with all_namespaces = cluster-wide."""
+    all_namespaces: bool = False
+    kubeconfig: str | None = None
+    """Kubeconfig file; None = in-cluster, then ~/.kube/config."""
+    host: str = "0.0.0.0"
+    metrics_port: int = 8080
+    """Port of /healthz (liveness), /readyz (readiness) and /metrics."""
+    leader: LeaderSettings = field(default_factory=LeaderSettings)
+    autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)

@@ -1,0 +1,22 @@
+"""The operator's Prometheus metrics, in a registry owned by the operator (no globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class ControllerStats:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.leader = Gauge("brix_controllers_leader", "1 while this replica holds the leader Lease", registry=r)
+        labels = ["namespace", "name"]
+        self.desired = Gauge("brix_autoscaler_desired_replicas", "Replicas the PodAutoscaler decided", labels,
+                             registry=r)
+        self.actual = Gauge("brix_autoscaler_actual_replicas", "The target's status.replicas at the last decision",
+                            labels, registry=r)
+        self.panic = Gauge("brix_autoscaler_panic", "1 while a KPA autoscaler is in panic mode", labels, registry=r)
+        self.scale_events = Counter("brix_autoscaler_scale_events", "Writes of the target's /scale",
+                                    [*labels, "direction"], registry=r)
+        self.scrape_failures = Counter("brix_autoscaler_scrape_failures",
+                                       "Metric reads that failed (recorded as missing, never as zero)", labels,
+                                       registry=r)
