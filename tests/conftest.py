@@ -4,7 +4,8 @@
 - brix_process: start `brix <subcommand>` as a subprocess, wait for /healthz or a socket,
   stop it by PID afterwards; its log is printed when the test fails.
 - redis_url: a real redis-server on a free loopback port (skipped outside CI when absent).
-- k8s_api: see tests/k8s_api/__init__.py.
+- k8s_api: see tests/k8s_api/__init__.py (the fast emulator).
+- kube_cluster, kube: see tests/kube/__init__.py (the real control plane).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 from brix import procs
 
-pytest_plugins = ["tests.k8s_api"]
+pytest_plugins = ["tests.k8s_api", "tests.kube"]
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 

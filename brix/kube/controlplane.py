@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from brix import procs
-from brix.kube import binaries, pki
+from brix.kube import binaries, bootstrap, pki
 from brix.logs import kv
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,7 @@ class ControlPlane:
         try:
             self._start_etcd(peer_port)
             self._start_apiserver()
+            bootstrap.apply(self.kubeconfig)
             self._start_controller_manager()
             self._start_scheduler()
         except BaseException:

@@ -46,6 +46,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GFD_PRODUCTS = {"A100": ("NVIDIA-A100-SXM4-80GB", "81920"), "H100": ("NVIDIA-H100-80GB-HBM3", "81559"),
                 "A10": ("NVIDIA-A10", "23028"), "L20": ("NVIDIA-L20", "46068")}
 KUBELET_VERSION = "v1.37.2-brix"
+KUBELET_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"  # kubelet's device-plugin folder
+# the node's mock GPUs: the NVML mock config the mock device-plugin DaemonSet of deploy/local reads
+MOCK_GPU_CONFIG = "/var/run/brix-mock/node.toml"
 
 
 def now_iso() -> str:
@@ -61,10 +64,17 @@ class NodeSpec:
     name: str
     gpu_type: str
     gpus: int
-    """Static GPU count, used when no device plugin folder is given."""
-    kubelet_dir: Path | None = None
-    """Device-plugin folder (kubelet.sock is served there); None = static devices."""
+    """Static GPU count, used when the node has no device plugins."""
+    root: Path
+    """The node's filesystem: hostPath volumes are folders under it."""
+    device_plugins: bool = False
+    """Serve kubelet.sock in <root>/var/lib/kubelet/device-plugins and take GPUs from the plugin
+    that registers there (a `brix device-plugin` DaemonSet pod, say); False = static devices."""
     labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def kubelet_dir(self) -> Path | None:
+        return self.root / KUBELET_PLUGIN_DIR.lstrip("/") if self.device_plugins else None
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,7 @@ def node_labels(spec: NodeSpec) -> dict[str, str]:
     labels = {"kubernetes.io/hostname": spec.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
               "nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": product,
               "nvidia.com/gpu.memory": memory, "nvidia.com/gpu.count": str(spec.gpus),
-              "model.brix.dev/gpu-type": spec.gpu_type}
+              "model.brix.dev/gpu-type": spec.gpu_type, "brix.dev/mock-gpu": "true"}
     labels.update(dict(spec.labels))
     return labels
 
@@ -218,8 +228,19 @@ class NodeAgent:
         self._probe_session: aiohttp.ClientSession | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def mock_gpu_config(self, node: str) -> Path:
+        """The node's mock GPUs (nvml_mock TOML): `brix nvml-mock inject --config` it to fault a GPU."""
+        return self.nodes[node].spec.root / MOCK_GPU_CONFIG.lstrip("/")
+
     async def start(self) -> None:
+        from nvml_mock import tool
+
         for state in self.nodes.values():
+            config = self.mock_gpu_config(state.spec.name)
+            if state.spec.device_plugins and not config.exists():
+                config.parent.mkdir(parents=True, exist_ok=True)
+                tool.run_init(tool.InitSettings(config=config, gpus=state.spec.gpus, model=state.spec.gpu_type,
+                                                nvlink=None, node=state.spec.name, npus=0, force=False))
             if state.spec.kubelet_dir is not None:
                 state.kubelet = MockKubelet(state.spec.name, state.spec.kubelet_dir,
                                             on_change=lambda k: self._spawn(self._push_node_resources(k.node)))
@@ -418,7 +439,7 @@ class NodeAgent:
             in_use.update(ids)
             rt.devices[resource] = ids
             rt.device_env.update(envs)
-        rt.ip = self.ips.take()
+        rt.ip = "127.0.0.1" if spec.get("hostNetwork") else self.ips.take()
         rt.folder = self.settings.workdir / "pods" / f"{meta['namespace']}_{meta['name']}_{rt.uid[:8]}"
         rt.folder.mkdir(parents=True, exist_ok=True)
         config_maps = await self._config_maps(rt.pod)
@@ -459,11 +480,22 @@ class NodeAgent:
         return out
 
     async def _volumes(self, rt: PodRuntime, config_maps: dict[str, dict[str, str]]) -> dict[str, Path]:
-        """configMap and emptyDir volumes as folders in the pod's folder; volume name -> folder."""
+        """configMap and emptyDir volumes as folders in the pod's folder, hostPath volumes under the
+        node's root folder; volume name -> folder."""
         out = {}
         for volume in rt.pod["spec"].get("volumes", []):
             folder = rt.folder / "volumes" / volume["name"]
-            if "configMap" in volume:
+            if "hostPath" in volume:
+                host = volume["hostPath"]
+                folder = self.nodes[rt.node].spec.root / host["path"].lstrip("/")
+                kind = host.get("type", "")
+                if not folder.exists():
+                    if kind in ("", "DirectoryOrCreate"):
+                        folder.mkdir(parents=True, exist_ok=True)
+                    elif kind != "FileOrCreate":
+                        raise AdmissionError(f"hostPath {host['path']} of volume {volume['name']!r} does not exist"
+                                             f" on {rt.node} (looked in {folder})")
+            elif "configMap" in volume:
                 name = volume["configMap"]["name"]
                 if name not in config_maps and not volume["configMap"].get("optional"):
                     raise AdmissionError(f"configMap {name!r} of volume {volume['name']!r} not found")
@@ -642,7 +674,7 @@ class NodeAgent:
             for resource, ids in rt.devices.items():
                 state.in_use.get(resource, set()).difference_update(ids)
         rt.devices = {}
-        if rt.ip:
+        if rt.ip and rt.ip != "127.0.0.1":
             self.ips.give_back(rt.ip)
 
 

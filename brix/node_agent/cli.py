@@ -17,9 +17,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="GPUs of each node when no device plugin serves it (static devices)")
     parser.add_argument("--gpu-types", default="A100,H100",
                         help="comma-separated GPU types, alternated across nodes (GFD labels follow)")
-    parser.add_argument("--device-plugin-dir", default="",
-                        help="if set, node N serves the kubelet Registration socket in <dir>/<node>/ and takes its"
-                             " GPUs from the device plugin that registers there; else static devices")
+    parser.add_argument("--nodes-root", default=".brix/nodes",
+                        help="node N's filesystem is <dir>/<node>/: hostPath volumes are folders there")
+    parser.add_argument("--device-plugins", action="store_true",
+                        help="serve the kubelet Registration socket in <nodes-root>/<node>/var/lib/kubelet/"
+                             "device-plugins/ and take each node's GPUs from the device plugin that registers"
+                             " there; without it, each node has --gpus-per-node static GPUs")
     parser.add_argument("--workdir", default=".brix/node-agent", help="pod folders: logs, tokens, volumes")
     parser.add_argument("--pod-cidr", default="127.1.0.0/16", help="loopback range pod IPs come from")
     parser.add_argument("--renew-interval", type=float, default=10.0, help="seconds between node Lease renewals")

@@ -29,12 +29,11 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         IpPool(args.pod_cidr)
     except ValueError as exc:
         raise UsageError(f"--pod-cidr: {exc}") from exc
-    plugin_dir = Path(args.device_plugin_dir).resolve() if args.device_plugin_dir else None
+    root = Path(args.nodes_root).resolve()
     nodes = []
     for i in range(args.first_index, args.first_index + args.nodes):
         name = f"{args.name_prefix}{i}"
-        nodes.append(NodeSpec(name, types[i % len(types)], args.gpus_per_node,
-                              plugin_dir / name if plugin_dir else None))
+        nodes.append(NodeSpec(name, types[i % len(types)], args.gpus_per_node, root / name, args.device_plugins))
     return AgentSettings(kubeconfig=kubeconfig, nodes=tuple(nodes), workdir=Path(args.workdir).resolve(),
                          pod_cidr=args.pod_cidr, renew_interval=args.renew_interval,
                          run_processes=not args.no_processes)

@@ -38,11 +38,14 @@ def _extended(container: Mapping[str, Any]) -> dict[str, int]:
             if "/" in k and DEVICE_RESOURCE.match(k) and not k.startswith(NATIVE_PREFIXES)}
 
 
+BRIX_IMAGES = ("brix", "brix-node")  # the image repositories whose entrypoint is `brix`
+
+
 def brix_args(container: Mapping[str, Any]) -> list[str] | None:
     """The `brix` argv (without "brix") a container runs, or None when it runs something else.
 
     A container runs Brix when its command is `brix ...` (or a path ending in /brix), or when it has
-    no command and its image is the Brix image (repository name `brix`, whose entrypoint is `brix`).
+    no command and its image is a Brix image (BRIX_IMAGES, whose entrypoint is `brix`).
     """
     command = list(container.get("command") or [])
     args = [str(a) for a in container.get("args") or []]
@@ -54,7 +57,7 @@ def brix_args(container: Mapping[str, Any]) -> list[str] | None:
     repository = image.rsplit("@", 1)[0]
     if ":" in repository.rsplit("/", 1)[-1]:
         repository = repository.rsplit(":", 1)[0]
-    if repository.rsplit("/", 1)[-1] != "brix":
+    if repository.rsplit("/", 1)[-1] not in BRIX_IMAGES:
         return None
     return args
 

@@ -1,0 +1,109 @@
+"""A GPU pod on the real control plane: kube-scheduler calls the extender (deploy/scheduler_ext's
+KubeSchedulerConfiguration), the node agent allocates GPUs through the mock device plugin
+DaemonSet of deploy/local, runs the engine as a process on its pod IP, and reports it Ready."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.kube import KubeNamespace
+from tests.kube.workloads import engine_pod
+
+pytestmark = pytest.mark.kube
+
+
+def pod(kube: KubeNamespace, name: str) -> dict:
+    return kube.get_json("pod", name)
+
+
+def ready(p: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
+
+
+def extender_log(kube: KubeNamespace) -> str:
+    pods = kube.cluster.get_json("-n", "brix-system", "pods", "-l", "app.kubernetes.io/name=brix-scheduler-ext")
+    folder = kube.cluster.settings.workdir / "node-agent" / "pods"
+    text = ""
+    for p in pods["items"]:
+        for log in folder.glob(f"brix-system_{p['metadata']['name']}_*/*.log"):
+            text += log.read_text()
+    return text
+
+
+def process_env(p: dict) -> dict[str, str]:
+    pid = int(p["status"]["containerStatuses"][0]["containerID"].removeprefix("brix://"))
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_nodes_register_with_gpus_from_their_device_plugins(kube: KubeNamespace) -> None:
+    nodes = kube.cluster.get_json("nodes")["items"]
+    assert sorted(n["metadata"]["name"] for n in nodes) == list(kube.cluster.node_names)
+    for node in nodes:
+        assert node["status"]["capacity"]["nvidia.com/gpu"] == "4"
+        assert node["metadata"]["labels"]["nvidia.com/gpu.product"].startswith("NVIDIA-")
+        conditions = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+        assert conditions["Ready"] == "True"
+    leases = kube.cluster.get_json("-n", "kube-node-lease", "leases")["items"]
+    assert {lease["metadata"]["name"] for lease in leases} >= set(kube.cluster.node_names)
+
+
+def test_gpu_pod_is_placed_by_the_extender_allocated_and_ready(kube: KubeNamespace) -> None:
+    kube.kubectl("apply", "-f", "-", stdin=json.dumps(engine_pod("engine", "llama-e2e", gpus=2)))
+    p = kube.wait_for("the GPU pod to be Ready", lambda: (lambda x: x if ready(x) else None)(pod(kube, "engine")))
+    assert p["spec"]["nodeName"] in kube.cluster.node_names
+    ip = p["status"]["podIP"]
+    assert ip.startswith("127.1.")
+    # the engine answers on its own pod IP
+    with urllib.request.urlopen(f"http://{ip}:8000/v1/models", timeout=5) as resp:
+        assert json.load(resp)["data"][0]["id"] == "llama-e2e"
+    # its process got the device plugin's Allocate environment: two of the node's mock GPUs
+    devices = process_env(p)["NVIDIA_VISIBLE_DEVICES"].split(",")
+    assert len(devices) == 2 and all(d.startswith("GPU-") for d in devices)
+    # kube-scheduler asked the extender, which bound the pod
+    log = extender_log(kube)
+    for verb in ("filter", "prioritize", "bind"):
+        assert f"/{verb}" in log or f"verb={verb}" in log, f"extender log has no {verb}:\n{log[-2000:]}"
+    assert f"{kube.namespace}/engine" in log or "engine" in log
+
+
+def test_pod_that_fits_nowhere_gets_the_extenders_reason(kube: KubeNamespace) -> None:
+    kube.kubectl("apply", "-f", "-", stdin=json.dumps(engine_pod("too-big", "llama-e2e", gpus=5)))
+
+    def failed_event() -> str | None:
+        events = kube.get_json("events", "--field-selector", "involvedObject.name=too-big")["items"]
+        messages = [e["message"] for e in events if e["reason"] == "FailedScheduling"]
+        return next((m for m in messages if "nvidia.com/gpu" in m), None)
+    message = kube.wait_for("a FailedScheduling event naming the GPUs", failed_event)
+    assert "needs 5 nvidia.com/gpu" in message, message
+    assert pod(kube, "too-big")["status"]["phase"] == "Pending"
+
+
+def test_node_with_a_faulted_gpu_is_not_chosen(kube: KubeNamespace) -> None:
+    cluster = kube.cluster
+    faulted = cluster.node_names[:-1]
+    for node in faulted:
+        subprocess.run([sys.executable, "-m", "brix", "nvml-mock", "inject", "--config",
+                        str(cluster.mock_gpu_config(node)), "--gpu", "1", "--xid", "79"], check=True,
+                       capture_output=True)
+    try:
+        def allocatable_dropped() -> bool:
+            nodes = {n["metadata"]["name"]: n for n in cluster.get_json("nodes")["items"]}
+            return all(nodes[n]["status"]["allocatable"]["nvidia.com/gpu"] == "3" for n in faulted)
+        kube.wait_for("allocatable 4 -> 3 on the faulted nodes", allocatable_dropped)
+        kube.kubectl("apply", "-f", "-", stdin=json.dumps(engine_pod("whole-node", "llama-e2e", gpus=4)))
+        p = kube.wait_for("the 4-GPU pod to be bound",
+                          lambda: (lambda x: x if x["spec"].get("nodeName") else None)(pod(kube, "whole-node")))
+        assert p["spec"]["nodeName"] == cluster.node_names[-1]
+    finally:
+        kube.kubectl("delete", "pod", "whole-node", "--wait=true", "--timeout=60s", check=False)
+        for node in faulted:
+            subprocess.run([sys.executable, "-m", "brix", "nvml-mock", "inject", "--config",
+                            str(cluster.mock_gpu_config(node)), "--gpu", "1", "--heal"], check=True,
+                           capture_output=True)
