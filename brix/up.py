@@ -31,6 +31,8 @@ class UpSettings:
     model: str = "llama-2-7b"
     duration: float = 0.0
     demo: bool = True
+    standalone: bool = False
+    """No Kubernetes: mock kubelets and plain processes (the fallback without `make kube`)."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> UpSettings:
@@ -41,7 +43,7 @@ class UpSettings:
         if not 1024 <= args.base_port <= 65000:
             raise UsageError(f"--base-port {args.base_port} is outside 1024..65000")
         return cls(Path(args.workdir).resolve(), args.base_port, args.nodes, args.gpus_per_node, args.engines,
-                   args.model, args.duration, not args.no_demo)
+                   args.model, args.duration, not args.no_demo, args.standalone)
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,39 @@ def say(message: str) -> None:
 
 
 def run(settings: UpSettings) -> int:
+    if not settings.standalone:
+        from brix.kube import binaries
+
+        try:
+            binaries.find()
+        except binaries.MissingBinaries as exc:
+            say(f"falling back to --standalone: {exc}")
+        else:
+            return run_kube(settings)
+    return run_standalone(settings)
+
+
+def run_kube(settings: UpSettings) -> int:
+    from brix import up_kube
+
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        return up_kube.run(settings)
+    except KeyboardInterrupt:
+        return 0
+    except (procs.ProcessFailed, TimeoutError, RuntimeError) as exc:
+        print(f"[brix up] error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        say("stopped")
+
+
+def run_standalone(settings: UpSettings) -> int:
     from brix import up_components, up_demo
 
     plan = make_plan(settings)

@@ -17,6 +17,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=0.0,
                         help="seconds to keep running after the demo; 0 keeps running until Ctrl-C")
     parser.add_argument("--no-demo", action="store_true", help="start the cluster but send no demo traffic")
+    parser.add_argument("--standalone", action="store_true",
+                        help="run without Kubernetes: mock kubelets and every component as plain processes"
+                             " (what `brix up` falls back to, saying why, when the control plane is not built)")
 
 
 def _run(args: argparse.Namespace) -> int:

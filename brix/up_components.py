@@ -21,11 +21,11 @@ import yaml
 
 from brix import procs
 from brix.mock_kubelet import MockKubelet
+from brix.node_agent.agent import GFD_PRODUCTS
 from brix.up import Cluster, Plan, UpSettings, say
 
 GPU_RESOURCE = "nvidia.com/gpu"
 SHARED_PROFILES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "profiles"
-GFD_PRODUCTS = {"A100": ("NVIDIA-A100-SXM4-80GB", "81920"), "H100": ("NVIDIA-H100-80GB-HBM3", "81559")}
 
 T = TypeVar("T")
 

@@ -108,18 +108,23 @@ def run(cluster: Cluster, settings: UpSettings) -> None:
     back = _wait_for(lambda: all(h == "Healthy" for h in kubelets.devices(victim.name).values()), 30)
     say(f"  GPU 1 Healthy again {back - healed:.1f} s after the heal")
 
-    if SHARED_PROFILES.is_dir():
-        say("demo 6/6: cheapest GPU mix for 20 req/s of llama2-7b (Mélange ILP over the AIBrix profiles)")
-        workload = settings.workdir / "workload.json"
-        profiles = sorted(str(p) for p in SHARED_PROFILES.glob("*.json"))
-        grid = json.loads(open(profiles[0]).read())["indexes"]
-        cells = len(grid[0]) * len(grid[1])
-        workload.write_text(json.dumps({"indexes": grid, "distribution": [
-            [1.0 / cells] * len(grid[1]) for _ in grid[0]]}))
-        say(f"  {run_brix('optimize', '--profiles', *profiles, '--workload', str(workload), '--rps', '20').strip()}")
-    else:
-        say(f"demo 6/6: skipped (no GPU profiles at {SHARED_PROFILES})")
+    gpu_mix(settings, "6/6")
     say("demo done")
+
+
+def gpu_mix(settings: UpSettings, step: str) -> None:
+    """The demo's last step in both modes: `brix optimize` on the AIBrix profiles, when present."""
+    if not SHARED_PROFILES.is_dir():
+        say(f"demo {step}: skipped (no GPU profiles at {SHARED_PROFILES})")
+        return
+    say(f"demo {step}: cheapest GPU mix for 20 req/s of llama2-7b (Mélange ILP over the AIBrix profiles)")
+    workload = settings.workdir / "workload.json"
+    profiles = sorted(str(p) for p in SHARED_PROFILES.glob("*.json"))
+    grid = json.loads(open(profiles[0]).read())["indexes"]
+    cells = len(grid[0]) * len(grid[1])
+    workload.write_text(json.dumps({"indexes": grid, "distribution": [
+        [1.0 / cells] * len(grid[1]) for _ in grid[0]]}))
+    say(f"  {run_brix('optimize', '--profiles', *profiles, '--workload', str(workload), '--rps', '20').strip()}")
 
 
 def _wait_for(condition: Any, timeout: float) -> float:

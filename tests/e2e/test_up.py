@@ -1,4 +1,5 @@
-"""`brix up` end to end: every component starts, the demo goes through each real protocol,
+"""`brix up --standalone` end to end (tests/kube/test_up_kube.py runs the default, on the real
+control plane): every component starts, the demo goes through each real protocol,
 and everything stops by PID when it is done."""
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from pathlib import Path
 from brix import procs
 
 
-def test_brix_up_runs_the_whole_mock_gpu_cluster(tmp_path: Path) -> None:
+def test_brix_up_standalone_runs_the_whole_mock_gpu_cluster(tmp_path: Path) -> None:
     base = procs.free_port()
     result = subprocess.run(
-        [sys.executable, "-m", "brix", "up", "--workdir", str(tmp_path / "up"), "--base-port", str(base),
+        [sys.executable, "-m", "brix", "up", "--standalone", "--workdir", str(tmp_path / "up"), "--base-port", str(base),
          "--nodes", "2", "--gpus-per-node", "4", "--engines", "2", "--duration", "0.2"],
         capture_output=True, text=True, timeout=240)
     out = result.stdout

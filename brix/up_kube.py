@@ -1,0 +1,148 @@
+"""`brix up` on the real control plane: the local cluster of brix/kube/cluster.py (kube-apiserver,
+etcd, kube-controller-manager, kube-scheduler + the extender, the node agent's GPU nodes with
+their mock device plugins), then the gateway from deploy/gateway and one engine-mock Deployment
+per GPU type created through the API, placed by kube-scheduler and the extender.
+
+Demo traffic, each step through a real protocol:
+1. chat through the gateway (OpenAI API); it found the engines through the Kubernetes API;
+2. inject XID 79 into one node's mock GPU: its allocatable drops 4 -> 3 in the Node object;
+3. a pod asking for more GPUs than any node has healthy: kube-scheduler's FailedScheduling event
+   carries the extender's reason;
+4. heal the GPU; it is Healthy again after the device plugin's quiet period;
+5. the cheapest GPU mix for a workload (Mélange ILP over the AIBrix profiles), when present.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from typing import Any
+
+from brix import procs
+from brix.kube import manifests
+from brix.kube.cluster import ClusterSettings, LocalCluster, start
+from brix.up import GPU_TYPES, UpSettings, say
+from brix.up_components import run_brix
+from brix.up_demo import gpu_mix
+
+NAMESPACE = "default"
+
+
+def engine_deployment(model: str, gpu_type: str, replicas: int) -> dict[str, Any]:
+    name = f"{model}-{gpu_type.lower()}"
+    labels = {"app.kubernetes.io/name": name, "model.brix.dev/name": model, "model.brix.dev/port": "8000",
+              "model.brix.dev/gpu-type": gpu_type}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                 "template": {
+                     "metadata": {"labels": labels, "annotations": {"scheduling.brix.dev/gpu-types": gpu_type}},
+                     "spec": {"enableServiceLinks": False, "terminationGracePeriodSeconds": 5,
+                              "containers": [{
+                                  "name": "engine", "image": "brix:0.1.0",
+                                  "args": ["engine-mock", "--host=0.0.0.0", "--port=8000", f"--model={model}",
+                                           f"--gpu-type={gpu_type}"],
+                                  "ports": [{"name": "http", "containerPort": 8000}],
+                                  "readinessProbe": {"httpGet": {"path": "/health", "port": "http"},
+                                                     "periodSeconds": 1},
+                                  "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}},
+    }
+
+
+def _post(url: str, body: Any) -> tuple[Any, dict[str, str]]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read()), dict(response.headers)
+
+
+def run(settings: UpSettings) -> int:
+    say(f"starting the real control plane and {settings.nodes} GPU nodes in {settings.workdir / 'kube'}")
+    cluster = start(ClusterSettings(workdir=settings.workdir / "kube", nodes=settings.nodes,
+                                    gpus_per_node=settings.gpus_per_node))
+    try:
+        rss = cluster.plane.rss_mib()
+        say(f"control plane ready in {cluster.timings['control_plane_s']:.1f} s, cluster with deploy/local in "
+            f"{cluster.timings['total_s']:.1f} s; RSS " + ", ".join(f"{k} {v:.0f} MiB" for k, v in rss.items()))
+        say(f"kubeconfig: {cluster.kubeconfig}")
+        say(f"  try: KUBECONFIG={cluster.kubeconfig} {manifests.kubectl_binary()} get nodes,pods -A -o wide")
+        cluster.kubectl("-n", NAMESPACE, "apply", "-k", str(manifests.DEPLOY / "gateway"))
+        per_type = max(1, settings.engines // len(GPU_TYPES))
+        for gpu_type in GPU_TYPES:
+            body = engine_deployment(settings.model, gpu_type, per_type)
+            cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(body))
+        for name in ["brix-gateway", *(f"{settings.model}-{t.lower()}" for t in GPU_TYPES)]:
+            cluster.kubectl("-n", NAMESPACE, "rollout", "status", f"deployment/{name}", "--timeout=180s",
+                            timeout=190)
+        print(cluster.kubectl("get", "nodes,pods", "-A", "-o", "wide").stdout, flush=True)
+        gateway = _gateway_url(cluster)
+        say(f"gateway (Kubernetes discovery): {gateway}/v1/chat/completions")
+        if settings.demo:
+            demo(cluster, settings, gateway)
+        deadline = time.monotonic() + settings.duration if settings.duration > 0 else float("inf")
+        say("running; press Ctrl-C to stop" if settings.duration <= 0 else f"running for {settings.duration:g}s more")
+        while time.monotonic() < deadline:
+            if cluster.agent is None or not cluster.agent.alive():
+                raise procs.ProcessFailed("the node agent exited")
+            for name, proc in cluster.plane.processes.items():
+                if not proc.alive():
+                    raise procs.ProcessFailed(f"{name} exited:\n{proc.log_tail()}")
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        return 0
+    finally:
+        say("stopping: node agent (its pods' processes), kube-scheduler, controller-manager, apiserver, etcd")
+        cluster.stop()
+
+
+def _gateway_url(cluster: LocalCluster) -> str:
+    pods = cluster.get_json("-n", NAMESPACE, "pods", "-l", "app.kubernetes.io/name=brix-gateway")["items"]
+    ready = [p for p in pods if p["status"].get("podIP")]
+    return f"http://{ready[0]['status']['podIP']}:8888"
+
+
+def _allocatable(cluster: LocalCluster, node: str) -> str:
+    return str(cluster.get_json("node", node)["status"]["allocatable"].get("nvidia.com/gpu"))
+
+
+def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
+    say("demo 1/5: chatting through the gateway, which found the engine pods through the API")
+    system = "You are a helpful assistant for the Brix mock-GPU cluster. " * 8
+    for i in range(4):
+        started = time.perf_counter()
+        reply, headers = _post(f"{gateway}/v1/chat/completions", {
+            "model": settings.model, "max_tokens": 16,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": f"question {i}"}]})
+        say(f"  request {i}: endpoint {headers.get('x-brix-endpoint', '?')} "
+            f"completion_tokens={reply.get('usage', {}).get('completion_tokens')} "
+            f"in {1000 * (time.perf_counter() - started):.0f} ms")
+
+    victim = cluster.node_names[0]
+    say(f"demo 2/5: XID 79 (GPU fell off the bus) on {victim} GPU 1")
+    before = _allocatable(cluster, victim)
+    injected = time.perf_counter()
+    run_brix("nvml-mock", "inject", "--config", str(cluster.mock_gpu_config(victim)), "--gpu", "1", "--xid", "79")
+    cluster.wait_for("allocatable to drop", lambda: _allocatable(cluster, victim) != before, 30, 0.05)
+    say(f"  Node {victim} allocatable nvidia.com/gpu {before} -> {_allocatable(cluster, victim)} "
+        f"{time.perf_counter() - injected:.2f} s after the fault (device plugin -> node agent -> API)")
+
+    say(f"demo 3/5: a pod asking for {settings.gpus_per_node + 1} GPUs: kube-scheduler asks the extender")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "too-big"},
+           "spec": {"containers": [{"name": "c", "image": "brix:0.1.0", "args": ["version"],
+                                    "resources": {"limits": {"nvidia.com/gpu": str(settings.gpus_per_node + 1)}}}]}}
+    cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(pod))
+
+    def reason() -> str | None:
+        events = cluster.get_json("-n", NAMESPACE, "events", "--field-selector", "involvedObject.name=too-big")
+        return next((e["message"] for e in events["items"] if e["reason"] == "FailedScheduling"), None)
+    say(f"  FailedScheduling: {cluster.wait_for('FailedScheduling', reason, 60)}")
+    cluster.kubectl("-n", NAMESPACE, "delete", "pod", "too-big", "--wait=false")
+
+    say(f"demo 4/5: healing {victim} GPU 1 (the device plugin's quiet period is 30 s)")
+    healed = time.perf_counter()
+    run_brix("nvml-mock", "inject", "--config", str(cluster.mock_gpu_config(victim)), "--gpu", "1", "--heal")
+    cluster.wait_for("allocatable back", lambda: _allocatable(cluster, victim) == before, 90, 0.2)
+    say(f"  allocatable back to {before} {time.perf_counter() - healed:.1f} s after the heal")
+
+    gpu_mix(settings, "5/5")
+    say("demo done")
