@@ -36,6 +36,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keepalive-timeout", type=float, default=75.0,
                    help="seconds an idle client keep-alive connection stays open")
     p.add_argument("--retries", type=int, default=2, help="other endpoints to try after a connect failure")
+    p.add_argument("--hold-timeout", type=float, default=0.0,
+                   help="scale from zero: seconds a request for a model with no Ready endpoint is held waiting for "
+                        "one (then 503); 0 = 503 at once")
     p.add_argument("--max-connections", type=int, default=2048, help="size of the upstream connection pool")
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     p.add_argument("--seed", type=int, default=-1, help="seed for tie-breaking and random strategies (-1 = from the OS)")
@@ -66,6 +69,8 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
             raise UsageError(f"--{flag.replace('_', '-')} must be > 0, got {getattr(args, flag)}")
     if args.max_body_bytes < 1024:
         raise UsageError(f"--max-body-bytes must be at least 1024, got {args.max_body_bytes}")
+    if args.hold_timeout < 0:
+        raise UsageError(f"--hold-timeout must be >= 0, got {args.hold_timeout}")
     if args.retries < 0 or args.max_connections < 1:
         raise UsageError("--retries must be >= 0 and --max-connections >= 1")
     return Settings(
@@ -76,7 +81,7 @@ def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def
         models_refresh_s=args.models_refresh, max_body_bytes=args.max_body_bytes,
         timeouts=TimeoutSettings(args.connect_timeout, args.first_byte_timeout, args.idle_timeout,
                                  args.request_timeout, args.keepalive_timeout),
-        retries=args.retries, max_connections=args.max_connections, access_log=not args.no_access_log,
+        hold_timeout_s=args.hold_timeout, retries=args.retries, max_connections=args.max_connections, access_log=not args.no_access_log,
         seed=None if args.seed < 0 else args.seed, event_loop=args.event_loop,
         upstream_client=args.upstream_client)
 

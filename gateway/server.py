@@ -88,6 +88,7 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
         self.fast: UpstreamClient | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self.held: dict[str, int] = {}   # model -> requests waiting for a Ready endpoint (scale from zero)
         # request ids: unique per process without a getrandom() call per request
         self._id_prefix = f"{os.getpid():x}{random.getrandbits(40):010x}"
         self._ids = itertools.count()
@@ -150,10 +151,13 @@ class Gateway:
         ex.model = model = body["model"]
         ex.strategy = self.router.strategy_for(model, request.headers.get("routing-strategy"))
         profile = self.router.profile(ex.strategy)
-        if not self.store.knows_model(model):
+        hold = self.settings.hold_timeout_s > 0 and (self.store.served_before(model) or model in self.router.config.models)
+        if not self.store.knows_model(model) and not hold:
             raise RoutingError(404, f"the model {model!r} does not exist on any endpoint; GET /v1/models lists "
                                "the served models", "model_not_found")
         await self.admission.admit(key, model)
+        if hold and not self.store.candidates(model):
+            await self._hold(model)
         needs_prompt = profile.needs_prompt or (key is not None and key.tpm > 0)
         ex.rreq = RoutingRequest(model=model, headers={"x-session-id": request.headers.get("x-session-id", "")},
                                  prompt=prompt_text(body, request.path) if needs_prompt else None,
@@ -163,6 +167,23 @@ class Gateway:
         # then relay() moves it forward by idle_s after every streamed chunk
         async with asyncio.timeout(self.settings.timeouts.first_byte_s) as deadline:
             await self._forward(request, out, ex, profile, headers, deadline)
+
+    async def _hold(self, model: str) -> None:
+        """Wait (up to hold_timeout_s) until the model has a Ready endpoint: it is scaling from zero."""
+        self.held[model] = self.held.get(model, 0) + 1
+        self.stats.held.labels(model).set(self.held[model])
+        try:
+            deadline = time.monotonic() + self.settings.hold_timeout_s
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                if self.store.candidates(model):
+                    return
+            raise RoutingError(503, f"no ready endpoint serves model {model!r}: held the request "
+                               f"{self.settings.hold_timeout_s:g}s (--hold-timeout) while it scales from zero; "
+                               "retry later", "no_ready_endpoint", "service_unavailable")
+        finally:
+            self.held[model] -= 1
+            self.stats.held.labels(model).set(self.held[model])
 
     async def _forward(self, request: Request, out: Responder, ex: Exchange, profile: Profile,
                        headers: dict[str, str], deadline: asyncio.Timeout) -> None:

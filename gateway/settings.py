@@ -40,6 +40,11 @@ class Settings:
     """How often each endpoint's /v1/models is re-read (LoRA adapters come and go)."""
     max_body_bytes: int = 16 * 1024 * 1024
     timeouts: TimeoutSettings = TimeoutSettings()
+    hold_timeout_s: float = 0.0
+    """Scale from zero: how long a request for a model with no Ready endpoint waits for one (the
+    model must be in the config's models or have been served since start); the held requests are
+    the gauge brix_gateway_held_requests{model} that `brix controllers --gateway-url` reads.
+    0 = answer 503 at once."""
     retries: int = 2
     """Other endpoints tried after a connect failure (never once bytes reached the client)."""
     max_connections: int = 2048

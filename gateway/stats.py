@@ -97,4 +97,6 @@ class GatewayStats:
         self.rate_limited = Counter("brix_gateway_rate_limited", "Requests refused with 429", ["limit"], registry=r)
         self.in_flight = Gauge("brix_gateway_in_flight_requests", "Requests in flight to each endpoint",
                                ["endpoint"], registry=r)
+        self.held = Gauge("brix_gateway_held_requests", "Requests waiting for a Ready endpoint of their model "
+                          "(scale from zero; --hold-timeout)", ["model"], registry=r)
         self.ready_endpoints = Gauge("brix_gateway_ready_endpoints", "Endpoints that are ready", registry=r)

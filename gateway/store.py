@@ -30,6 +30,7 @@ class EndpointStore:
         self._entries: dict[str, _Entry] = {}
         self._in_flight: dict[str, int] = {}
         self._by_model: dict[str, tuple[str, ...]] = {}
+        self._seen_models: set[str] = set()   # every model any endpoint ever served (scale from zero)
         self.version = 0
 
     # ---- discovery side ------------------------------------------------------------------
@@ -101,6 +102,7 @@ class EndpointStore:
             for m in e.models:
                 by_model.setdefault(m, []).append(e.id)
         self._by_model = {m: tuple(ids) for m, ids in by_model.items()}
+        self._seen_models.update(by_model)
         self.version += 1
 
     # ---- proxy side ----------------------------------------------------------------------
@@ -109,6 +111,10 @@ class EndpointStore:
 
     def knows_model(self, model: str) -> bool:
         return model in self._by_model
+
+    def served_before(self, model: str) -> bool:
+        """Some endpoint served the model since the gateway started (it may be scaled to zero now)."""
+        return model in self._seen_models
 
     def candidates(self, model: str, exclude: frozenset[str] = frozenset()) -> list[EndpointState]:
         out = []
