@@ -308,8 +308,12 @@ def _verb(name: str, fn: Callable[[Extender, bytes], Awaitable[bytes] | bytes], 
                 resp = web.json_response({"Error": f"internal error in {name}: {exc!r}"})
             else:
                 resp = web.json_response({"Error": f"internal error in {name}: {exc!r}"}, status=500)
+        elapsed = time.perf_counter() - started
         ext.metrics.calls.labels(name, outcome).inc()
-        ext.metrics.latency.labels(name).observe(time.perf_counter() - started)
+        ext.metrics.latency.labels(name).observe(elapsed)
+        # one line per call kube-scheduler makes, so its log shows what the scheduler asked
+        kv(log, "extender call", verb=name, outcome=outcome, ms=round(1000 * elapsed, 2),
+           request_bytes=len(body), response_bytes=resp.content_length)
         return resp
 
     return handler

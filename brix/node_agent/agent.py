@@ -99,7 +99,7 @@ class AgentSettings:
 def node_labels(spec: NodeSpec) -> dict[str, str]:
     product, memory = GFD_PRODUCTS.get(spec.gpu_type, (spec.gpu_type, "0"))
     labels = {"kubernetes.io/hostname": spec.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-              "nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": product,
+              "nvidia.com/gpu.product": product,
               "nvidia.com/gpu.memory": memory, "nvidia.com/gpu.count": str(spec.gpus),
               "model.brix.dev/gpu-type": spec.gpu_type, "brix.dev/mock-gpu": "true"}
     labels.update(dict(spec.labels))
