@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default sampling seed: output text is a function of (prompt, seed)")
     parser.add_argument("--fail-rate", type=float, default=0.0,
                         help="TEST ONLY: fraction of generate requests answered with HTTP 500 (seeded)")
+    parser.add_argument("--v0-metrics", action="store_true",
+                        help="also export vllm:num_requests_swapped and vllm:cpu_cache_usage_perc, which only "
+                             "vLLM's v0 engine had")
     add_logging_flags(parser)
 
 
@@ -59,7 +62,7 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         served_model_names=tuple(args.served_model_name or ()), gpu_type=args.gpu_type,
         profile_path=args.profile, max_loras=args.max_loras, kv_blocks=args.kv_blocks,
         block_size=args.block_size, max_num_seqs=args.max_num_seqs, max_model_len=args.max_model_len,
-        speed=args.speed, seed=args.seed, fail_rate=args.fail_rate,
+        speed=args.speed, seed=args.seed, fail_rate=args.fail_rate, v0_metrics=args.v0_metrics,
     )
 
 

@@ -26,6 +26,11 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
                 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
 TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
                 40.0, 80.0)
+# vllm:iteration_tokens_total in vLLM v1 (fixed; v0 used the CUDA-graph capture sizes)
+ITERATION_TOKEN_BUCKETS = (1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0,
+                           16384.0)
+PARAMS_N_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0)
+ENGINE_INDEX = "0"  # vLLM v1 labels every series with its engine core's index; one core here
 LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
                    240.0, 480.0, 960.0, 1920.0, 7680.0)
 
@@ -53,11 +58,12 @@ class EngineMetrics:
     """Collects vllm:* from an Engine; call `record(step)` after every engine step."""
 
     def __init__(self, engine: Engine, model_name: str, max_loras: int, max_model_len: int,
-                 sim_now: Callable[[], float]) -> None:
+                 sim_now: Callable[[], float], v0_metrics: bool = False) -> None:
         self.engine = engine
         self.model_name = model_name
         self.max_loras = max_loras
         self.sim_now = sim_now
+        self.v0_metrics = v0_metrics
         self.ttft = Histogram(TTFT_BUCKETS)
         self.tpot = Histogram(TPOT_BUCKETS)
         self.itl = Histogram(TPOT_BUCKETS)
@@ -65,10 +71,14 @@ class EngineMetrics:
         self.queue = Histogram(LATENCY_BUCKETS)
         self.prefill = Histogram(LATENCY_BUCKETS)
         self.decode = Histogram(LATENCY_BUCKETS)
+        self.inference = Histogram(LATENCY_BUCKETS)
         tokens = one_two_five_buckets(max_model_len)
         self.prompt_tokens = Histogram(tokens)
         self.gen_tokens = Histogram(tokens)
-        self.iteration_tokens = Histogram(one_two_five_buckets(16384))
+        self.max_gen_tokens = Histogram(tokens)
+        self.params_max_tokens = Histogram(tokens)
+        self.params_n = Histogram(PARAMS_N_BUCKETS)
+        self.iteration_tokens = Histogram(ITERATION_TOKEN_BUCKETS)
         # not a vLLM metric: how late (wall seconds) the event loop delivered each step's tokens
         self.lateness = Histogram((0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1))
         self._layout()
@@ -90,6 +100,10 @@ class EngineMetrics:
             self.queue.observe(sched - req.arrival)
             self.prefill.observe(first - sched)
             self.decode.observe(step.end - first)
+            self.inference.observe(step.end - sched)
+            self.params_n.observe(1)  # engine-mock serves n=1 only
+            self.params_max_tokens.observe(req.max_tokens)
+            self.max_gen_tokens.observe(req.num_generated)  # the longest of the request's n sequences
             if req.num_generated > 1:
                 self.tpot.observe((step.end - first) / (req.num_generated - 1))
             self.prompt_tokens.observe(req.prompt_len)
@@ -97,7 +111,8 @@ class EngineMetrics:
 
     def _layout(self) -> None:
         """Everything of the exposition but the values, in scrape order."""
-        model = f'model_name="{_escape(self.model_name)}"'
+        # labels in prometheus-client's (sorted) order: engine, then model_name
+        model = f'engine="{ENGINE_INDEX}",model_name="{_escape(self.model_name)}"'
         eng = self.engine
         c = eng.counters
 
@@ -110,13 +125,17 @@ class EngineMetrics:
                    lambda: len(eng.running)),
             scalar("vllm:num_requests_waiting", "Number of requests waiting to be processed.", "gauge",
                    lambda: len(eng.waiting)),
-            scalar("vllm:num_requests_swapped", "Number of swapped requests (always 0: preemption recomputes).",
-                   "gauge", lambda: 0),
             scalar("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "gauge", eng.kv.usage),
             scalar("vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.", "gauge",
                    eng.kv.usage),
-            scalar("vllm:cpu_cache_usage_perc", "CPU KV-cache usage (no CPU offload: 0).", "gauge", lambda: 0.0),
         ]
+        if self.v0_metrics:  # series only vLLM's v0 engine exported (--v0-metrics)
+            self._gauges += [
+                scalar("vllm:num_requests_swapped", "Number of swapped requests (always 0: preemption recomputes).",
+                       "gauge", lambda: 0),
+                scalar("vllm:cpu_cache_usage_perc", "CPU KV-cache usage (no CPU offload: 0).", "gauge",
+                       lambda: 0.0),
+            ]
         self._lora_head = _head("vllm:lora_requests_info", "Running stats on lora requests.", "gauge")
         self._cache_config = (
             _head("vllm:cache_config_info", "Information of the LLMEngine CacheConfig.", "gauge")
@@ -135,7 +154,8 @@ class EngineMetrics:
                    lambda: c.preemptions),
         ]
         self._success = (_head("vllm:request_success_total", "Count of successfully processed requests.", "counter")
-                         + f'vllm:request_success_total{{finished_reason="length",{model}}} ')
+                         + f'vllm:request_success_total{{engine="{ENGINE_INDEX}",finished_reason="length",'
+                           f'model_name="{_escape(self.model_name)}"}} ')
         self._hists = []
         for name, doc, hist in (
             ("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", self.ttft),
@@ -148,14 +168,23 @@ class EngineMetrics:
              self.prefill),
             ("vllm:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.",
              self.decode),
+            ("vllm:request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.",
+             self.inference),
             ("vllm:request_prompt_tokens", "Number of prefill tokens processed.", self.prompt_tokens),
             ("vllm:request_generation_tokens", "Number of generation tokens processed.", self.gen_tokens),
             ("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.",
              self.iteration_tokens),
-            ("engine_mock:step_lateness_seconds", "Wall seconds between a simulated step's end and the"
+            ("vllm:request_max_num_generation_tokens", "Histogram of maximum number of requested generation tokens.",
+             self.max_gen_tokens),
+            ("vllm:request_params_n", "Histogram of the n request parameter.", self.params_n),
+            ("vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.",
+             self.params_max_tokens),
+            ("engine_mock_step_lateness_seconds", "Wall seconds between a simulated step's end and the"
              " delivery of its tokens (event-loop and OS scheduling delay; not a vLLM metric).", self.lateness),
         ):
-            buckets = [f'{name}_bucket{{le="{le}",{model}}} ' for le in hist.le_labels()]  # label order as prometheus-client
+            # label order as prometheus-client writes it (sorted): engine, le, model_name
+            buckets = [f'{name}_bucket{{engine="{ENGINE_INDEX}",le="{le}",model_name="{_escape(self.model_name)}"}} '
+                       for le in hist.le_labels()]
             self._hists.append((_head(name, doc, "histogram"), buckets, f"{name}_count{{{model}}} ",
                                 f"{name}_sum{{{model}}} ", hist))
 

@@ -96,6 +96,8 @@ class Settings:
     seed: int = 0
     fail_rate: float = 0.0
     """Test-only: fraction of generate requests answered with HTTP 500 (seeded, deterministic)."""
+    v0_metrics: bool = False
+    """Also export the series only vLLM's v0 engine had (num_requests_swapped, cpu_cache_usage_perc)."""
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -58,7 +58,7 @@ class EngineServer:
         self.speed = settings.speed
         self.t0 = 0.0
         self.metrics = EngineMetrics(self.engine, self.names[0], settings.max_loras, self.max_model_len,
-                                     self.sim_now)
+                                     self.sim_now, v0_metrics=settings.v0_metrics)
         self._fail_rng = random.Random(settings.seed)
         self._ids = itertools.count()
         self._id_prefix = f"{os.getpid():x}{self.created:x}"
@@ -206,6 +206,8 @@ class EngineServer:
         model, chat, last = gen.model, gen.chat, gen.max_tokens - 1
         req.stream = True
         sent = 0
+        if chat and resp is not None:  # vLLM's first chunk: the role alone, with empty content
+            await resp.write(api.chat_chunk(rid, created, model, {"role": "assistant", "content": ""}, None))
         try:
             while True:
                 if req.num_generated == sent and not req.done:
@@ -220,8 +222,7 @@ class EngineServer:
                 for i in range(sent, upto):
                     finish = "length" if i == last else None
                     if chat:
-                        delta = {"role": "assistant", "content": pieces[i]} if i == 0 else {"content": pieces[i]}
-                        parts.append(api.chat_chunk(rid, created, model, delta, finish))
+                        parts.append(api.chat_chunk(rid, created, model, {"content": pieces[i]}, finish))
                     else:
                         parts.append(api.completion_chunk(rid, created, model, pieces[i], finish))
                 if parts and resp is not None:

@@ -349,7 +349,7 @@ def ttft_fidelity(logdir: Path) -> None:
             worst = max(worst, abs(mean / sim - 1))
             print(f"{prompt_tokens:>10} {conc:>10} {sim * 1e3:>12.2f} {p50 * 1e3:>11.2f} {mean * 1e3:>12.2f}"
                   f" {mean / sim:>9.3f}")
-        late, steps = scrape(url, "engine_mock:step_lateness_seconds")
+        late, steps = scrape(url, "engine_mock_step_lateness_seconds")
         floor = asyncio.run(floor_probe(url, 48))
         print(f"server-side delivery lateness: mean {late / max(steps, 1) * 1e3:.3f} ms over {steps:.0f} steps;"
               f" floor (GET /health round trip after the same idle gap, p50): {floor * 1e3:.2f} ms.\n"

@@ -37,7 +37,7 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 
 def metric(samples: dict[str, float], name: str, model: str = "m1") -> float:
-    return samples[f'{name}{{model_name="{model}"}}']
+    return samples[f'{name}{{engine="0",model_name="{model}"}}']
 
 
 StartEngine = Callable[..., EngineUnderTest]

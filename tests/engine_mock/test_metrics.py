@@ -22,7 +22,7 @@ def test_counters_and_histograms_match_the_requests_served(engine: EngineUnderTe
     assert metric(s, "vllm:prompt_tokens_total") == prompt_total
     assert metric(s, "vllm:generation_tokens_total") == completion_total
     assert metric(s, "vllm:prefix_cache_queries_total") == prompt_total
-    assert s['vllm:request_success_total{finished_reason="length",model_name="m1"}'] == 5
+    assert s['vllm:request_success_total{engine="0",finished_reason="length",model_name="m1"}'] == 5
     for name in ("time_to_first_token_seconds", "e2e_request_latency_seconds", "request_queue_time_seconds",
                  "request_prefill_time_seconds", "request_decode_time_seconds", "time_per_output_token_seconds"):
         assert metric(s, f"vllm:{name}_count") == 5, name
@@ -32,7 +32,17 @@ def test_counters_and_histograms_match_the_requests_served(engine: EngineUnderTe
     assert metric(s, "vllm:inter_token_latency_seconds_count") == completion_total - 5
     e2e, ttft = metric(s, "vllm:e2e_request_latency_seconds_sum"), metric(s, "vllm:time_to_first_token_seconds_sum")
     assert e2e > ttft > 0
-    assert s['vllm:e2e_request_latency_seconds_bucket{le="+Inf",model_name="m1"}'] == 5
+    assert s['vllm:e2e_request_latency_seconds_bucket{engine="0",le="+Inf",model_name="m1"}'] == 5
+    # the per-request series vLLM v1 has: RUNNING time, n, max_tokens, longest sequence
+    assert metric(s, "vllm:request_inference_time_seconds_count") == 5
+    assert metric(s, "vllm:request_params_n_sum") == 5
+    assert metric(s, "vllm:request_params_max_tokens_sum") == sum(3 + i for i in range(5))
+    assert metric(s, "vllm:request_max_num_generation_tokens_sum") == completion_total
+    iteration_les = [k.split('le="')[1].split('"')[0] for k in s if k.startswith("vllm:iteration_tokens_total_bucket")]
+    assert iteration_les == ["1.0", "8.0", "16.0", "32.0", "64.0", "128.0", "256.0", "512.0", "1024.0", "2048.0",
+                             "4096.0", "8192.0", "16384.0", "+Inf"]
+    # v0-only series stay off unless --v0-metrics
+    assert not any(k.startswith(("vllm:num_requests_swapped", "vllm:cpu_cache_usage_perc")) for k in s)
     # idle engine: nothing running or waiting, no KV blocks held
     assert metric(s, "vllm:num_requests_running") == 0
     assert metric(s, "vllm:num_requests_waiting") == 0
@@ -158,9 +168,15 @@ def test_the_exposition_is_valid_prometheus_text_even_for_odd_model_names() -> N
             now = step.end if not step.empty else now + 0.01
             metrics.record(step)
     families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
-    assert families["vllm:num_requests_running"].samples[0].labels == {"model_name": odd}
+    assert families["vllm:num_requests_running"].samples[0].labels == {"engine": "0", "model_name": odd}
     assert families["vllm:request_success"].samples[0].value == 60
     ttft = families["vllm:time_to_first_token_seconds"]
     buckets = [s.value for s in ttft.samples if s.name.endswith("_bucket")]
     count = next(s.value for s in ttft.samples if s.name.endswith("_count"))
     assert buckets == sorted(buckets) and buckets[-1] == count == 60  # cumulative, +Inf = count
+
+
+def test_v0_metrics_flag_adds_the_v0_only_series(start_engine) -> None:  # type: ignore[no-untyped-def]
+    s = start_engine("--v0-metrics").metrics()
+    assert metric(s, "vllm:num_requests_swapped") == 0
+    assert metric(s, "vllm:cpu_cache_usage_perc") == 0

@@ -45,7 +45,7 @@ def test_client_disconnect_aborts_the_request(start_engine) -> None:  # type: ig
     s = eng.metrics()
     assert metric(s, "vllm:num_requests_running") == 0
     assert metric(s, "vllm:kv_cache_usage_perc") == 0
-    assert s['vllm:request_success_total{finished_reason="length",model_name="m1"}'] == 0
+    assert s['vllm:request_success_total{engine="0",finished_reason="length",model_name="m1"}'] == 0
 
 
 def test_client_disconnect_aborts_a_non_streamed_request_too(start_engine) -> None:  # type: ignore[no-untyped-def]

@@ -38,9 +38,11 @@ def test_sync_chat_stream_with_usage_chunk(engine: EngineUnderTest) -> None:
         model="m1", messages=[{"role": "user", "content": "hello there"}], max_tokens=5, stream=True,
         stream_options={"include_usage": True}))
     content = [c for c in chunks if c.choices]
-    assert content[0].choices[0].delta.role == "assistant"
-    assert "".join(c.choices[0].delta.content or "" for c in content)
-    assert [c.choices[0].finish_reason for c in content] == [None] * 4 + ["length"]
+    # as vLLM: the role alone with empty content first, then one chunk per token without a role
+    first = content[0].choices[0]
+    assert (first.delta.role, first.delta.content, first.finish_reason) == ("assistant", "", None)
+    assert all(c.choices[0].delta.role is None and c.choices[0].delta.content for c in content[1:])
+    assert [c.choices[0].finish_reason for c in content] == [None] * 5 + ["length"]
     usage = chunks[-1]
     assert usage.choices == [] and usage.usage is not None
     assert usage.usage.completion_tokens == 5
