@@ -196,6 +196,8 @@ class ControlPlane:
             str(self.bins.path("kube-apiserver")),
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.api_port}",
+            # the endpoint reconciler refuses a loopback address; nothing here routes ClusterIPs anyway
+            "--endpoint-reconciler-type=none",
             f"--tls-cert-file={p.serving_cert}", f"--tls-private-key-file={p.serving_key}",
             f"--client-ca-file={p.ca_cert}",
             "--authorization-mode=Node,RBAC", "--anonymous-auth=false",

@@ -644,8 +644,8 @@ class NodeAgent:
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
                 "preconditions": {"uid": meta["uid"]}}
         try:
-            await self.api.delete(path, body, ok_missing=True)
-            kv(log, "pod removed", pod=f"{meta['namespace']}/{meta['name']}")
+            if await self.api.delete(path, body, ok_missing=True) is not None:
+                kv(log, "pod removed", pod=f"{meta['namespace']}/{meta['name']}")
         except ApiError as exc:
             if exc.status != 409:  # 409: another pod of that name already (uid precondition)
                 kv(log, "pod removal failed", level=logging.WARNING, pod=meta["name"], error=exc)
