@@ -20,6 +20,19 @@ def _seconds(raw: str) -> float:
     return value
 
 
+def _bool(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{raw!r} is not a boolean; use true or false")
+
+
+# NVIDIA k8s-device-plugin's library locations under --nvidia-driver-root
+NVML_LIBRARY_DIRS = ("usr/lib64", "usr/lib/x86_64-linux-gnu", "usr/lib/aarch64-linux-gnu", "usr/lib", "lib64", "lib")
+
+
 def add_plugin_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resource", default=None,
                    help="extended resource name to advertise; unset: nvidia.com/gpu, or "
@@ -39,7 +52,7 @@ def add_plugin_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device-list-strategy", default="envvar",
                    help="comma list of how Allocate passes devices: envvar (NVIDIA_/ASCEND_VISIBLE_DEVICES), "
                         "volume-mounts, cdi-annotations, cdi-cri")
-    p.add_argument("--pass-device-specs", action="store_true",
+    p.add_argument("--pass-device-specs", type=_bool, nargs="?", const=True, default=False, metavar="BOOL",
                    help="also return DeviceSpecs for /dev/nvidiaN (or /dev/davinciN) and the control devices")
     p.add_argument("--cdi-kind", default="nvidia.com/gpu",
                    help="CDI kind for cdi-annotations / cdi-cri names (<kind>=<device id>)")
@@ -55,9 +68,63 @@ def add_plugin_arguments(p: argparse.ArgumentParser) -> None:
                    help="like DP_ENABLE_HEALTHCHECKS (read when unset): XIDs that always count")
     p.add_argument("--kubelet-poll-interval", type=_seconds, default=0.5,
                    help="seconds between checks of kubelet.sock for a kubelet restart")
+    nvidia = p.add_argument_group("NVIDIA k8s-device-plugin flags (same meaning, so its DaemonSet arguments work)")
+    nvidia.add_argument("--fail-on-init-error", type=_bool, nargs="?", const=True, default=True, metavar="BOOL",
+                        help="exit 1 when the GPU library cannot be initialised; false: log it and wait until "
+                             "stopped (a node without GPUs stays quiet)")
+    nvidia.add_argument("--nvidia-driver-root", default="/",
+                        help="root of the NVIDIA driver installation: libnvidia-ml.so.1 is loaded from under it "
+                             "and device nodes are <root>/dev (unless --dev-root is given)")
+    nvidia.add_argument("--config-file", default=None,
+                        help="NVIDIA's plugin config (YAML, version v1): flags.failOnInitError, "
+                             "flags.nvidiaDriverRoot, flags.migStrategy and flags.plugin.{passDeviceSpecs, "
+                             "deviceListStrategy, deviceIDStrategy}; a flag left at its default takes its value")
+    nvidia.add_argument("--mig-strategy", default="none", choices=["none", "single", "mixed"],
+                        help="MIG devices are not supported yet: only none")
     p.add_argument("--metrics-host", default="0.0.0.0", help="address of /metrics, /healthz and /readyz")
     p.add_argument("--metrics-port", type=int, default=9402, help="port of /metrics, /healthz, /readyz; 0 = off")
     add_logging_flags(p)
+
+
+# NVIDIA config file key -> (our flag's dest, converter)
+_CONFIG_KEYS = {
+    ("flags", "failOnInitError"): ("fail_on_init_error", bool),
+    ("flags", "nvidiaDriverRoot"): ("nvidia_driver_root", str),
+    ("flags", "migStrategy"): ("mig_strategy", str),
+    ("flags", "plugin", "passDeviceSpecs"): ("pass_device_specs", bool),
+    ("flags", "plugin", "deviceListStrategy"): ("device_list_strategy",
+                                               lambda v: ",".join(v) if isinstance(v, list) else str(v)),
+    ("flags", "plugin", "deviceIDStrategy"): ("device_id_strategy", str),
+}
+
+
+def apply_config_file(args: argparse.Namespace) -> None:
+    """Fill flags left at their defaults from NVIDIA's config file (--config-file)."""
+    if not args.config_file:
+        return
+    import yaml
+
+    defaults = argparse.ArgumentParser()
+    add_plugin_arguments(defaults)
+    try:
+        with open(args.config_file) as f:
+            doc = yaml.safe_load(f) or {}
+    except OSError as exc:
+        raise UsageError(f"--config-file {args.config_file}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--config-file {args.config_file}: not YAML: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("version") != "v1":
+        raise UsageError(f"--config-file {args.config_file}: expected NVIDIA's config format with 'version: v1'")
+    for path, (dest, convert) in _CONFIG_KEYS.items():
+        value: object = doc
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None or getattr(args, dest) != defaults.get_default(dest):
+            continue
+        if convert is bool and not isinstance(value, bool):
+            raise UsageError(f"--config-file {args.config_file}: {'.'.join(path)} must be true or false, "
+                             f"got {value!r}")
+        setattr(args, dest, convert(value))
 
 
 def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -67,6 +134,13 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from deviceplugin.responses import DEVICE_LIST_STRATEGIES, AllocateOptions
     from deviceplugin.settings import PluginSettings
 
+    apply_config_file(args)
+    if args.mig_strategy != "none":
+        raise UsageError(f"--mig-strategy {args.mig_strategy}: MIG devices are not supported yet; use none")
+    if args.device_id_strategy not in ("uuid", "index"):
+        raise UsageError(f"device ID strategy {args.device_id_strategy!r}: use uuid or index")
+    if args.nvidia_driver_root != "/" and args.dev_root == "/dev":
+        args.dev_root = str(Path(args.nvidia_driver_root) / "dev")
     resource = args.resource or DEFAULT_RESOURCES[args.backend]
     if "/" not in resource or len(resource) > 63:
         raise UsageError(f"--resource {resource!r} must look like vendor.com/name and be at most 63 characters")
@@ -118,6 +192,8 @@ def run_plugin(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     log = logging.getLogger("deviceplugin")
     try:
+        if settings.backend == "nvml" and not settings.mock_config and args.nvidia_driver_root != "/":
+            _preload_nvml(args.nvidia_driver_root)
         backend = open_backend(settings.backend, settings.mock_config)
     except MockConfigError as exc:
         raise UsageError(f"--mock-config: {exc}") from None
@@ -128,8 +204,46 @@ def run_plugin(args: argparse.Namespace) -> int:
 
             hint = in_container_hint()
         kv(log, "cannot start the device plugin", logging.ERROR, backend=settings.backend, error=f"{exc}{hint}")
-        return 1
+        if args.fail_on_init_error:
+            return 1
+        return _wait_until_stopped(log)
     return asyncio.run(manager.run(settings, backend))
+
+
+def _preload_nvml(driver_root: str) -> None:
+    """Load libnvidia-ml.so.1 from under --nvidia-driver-root, so that pynvml's own
+    CDLL("libnvidia-ml.so.1") finds the library already loaded."""
+    import ctypes
+    from pathlib import Path
+
+    from deviceplugin.backend import BackendError
+
+    for folder in NVML_LIBRARY_DIRS:
+        candidate = Path(driver_root) / folder / "libnvidia-ml.so.1"
+        if candidate.exists():
+            try:
+                ctypes.CDLL(str(candidate), mode=ctypes.RTLD_GLOBAL)
+            except OSError as exc:
+                raise BackendError(f"cannot load {candidate}: {exc}") from exc
+            return
+    raise BackendError(f"--nvidia-driver-root {driver_root}: no libnvidia-ml.so.1 under "
+                       f"{', '.join(NVML_LIBRARY_DIRS)}")
+
+
+def _wait_until_stopped(log) -> int:  # type: ignore[no-untyped-def]
+    """--fail-on-init-error=false: stay up without serving (as NVIDIA's plugin blocks), exit 0 on SIGTERM."""
+    import logging
+    import signal
+    import threading
+
+    from brix.logs import kv
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    kv(log, "fail-on-init-error is false: waiting without serving until stopped", logging.WARNING)
+    stop.wait()
+    return 0
 
 
 def add_diagnose_arguments(p: argparse.ArgumentParser) -> None:
