@@ -4,6 +4,7 @@
 # into ${BRIX_PROMTOOL_CACHE:-~/.cache/brix/promtool}/$PROMTOOL_VERSION/ (a few minutes on 2 cores,
 # ~300 MiB of modules the first time). A promtool already on PATH is used as is.
 # Exit 3 with a message when neither promtool nor the Go toolchain is available.
+#   hack/promtool.sh --cached   print it only if it is already there (exit 1 otherwise; never builds)
 set -euo pipefail
 version="${PROMTOOL_VERSION:-v0.316.0}"   # the Go module version of Prometheus 3.x's promtool
 if command -v promtool >/dev/null 2>&1 && [ -z "${BRIX_PROMTOOL_BUILD:-}" ]; then
@@ -14,6 +15,9 @@ out="${BRIX_PROMTOOL_CACHE:-$HOME/.cache/brix/promtool}/$version"
 if [ -x "$out/promtool" ]; then
     echo "$out/promtool"
     exit 0
+fi
+if [ "${1:-}" = "--cached" ]; then   # look only; never build
+    exit 1
 fi
 if ! command -v go >/dev/null 2>&1; then
     echo "hack/promtool.sh: neither promtool nor the Go toolchain (go) is on PATH; install one of them" >&2
