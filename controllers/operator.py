@@ -86,7 +86,7 @@ async def lead(rt: Runtime, stop: asyncio.Event) -> None:
     async def mark_ready() -> None:
         await ready.wait()
         rt.kopf_ready = True
-    tasks.append(asyncio.create_task(mark_ready()))
+    marker = asyncio.create_task(mark_ready())
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if not stop.is_set():
@@ -96,7 +96,8 @@ async def lead(rt: Runtime, stop: asyncio.Event) -> None:
             raise RuntimeError("a controller loop ended on its own")
     finally:
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        marker.cancel()
+        await asyncio.gather(*tasks, marker, return_exceptions=True)
         rt.leading = rt.kopf_ready = False
         rt.stats.leader.set(0)
 

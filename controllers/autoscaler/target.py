@@ -37,9 +37,12 @@ class Targets:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
-        resp = self.api.call_api(path, method, header_params=headers, body=body, auth_settings=["BearerToken"],
-                                 _preload_content=False, _return_http_data_only=True)
-        return json.loads(resp.data or b"null")
+        args = self.api.param_serialize(method, path, header_params=headers, body=body, auth_settings=["BearerToken"])
+        resp = self.api.call_api(*args, _request_timeout=30)
+        data = resp.read()
+        if not 200 <= resp.status < 300:
+            raise ApiException(status=resp.status, reason=resp.reason, body=data.decode(errors="replace"))
+        return json.loads(data or b"null")
 
     def plural(self, api_version: str, kind: str) -> str:
         """The resource name of kind in api_version, from the API server's discovery."""

@@ -1,0 +1,123 @@
+"""`brix controllers` against the k8s_api emulator: a PodAutoscaler scales a Deployment through its
+/scale subresource from metrics scraped on the pods' own IPs, reports status, and survives restarts;
+two replicas elect one leader through a Lease."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.request
+from typing import Any
+
+from tests.controllers.conftest import FakePods, autoscaler, deployment, eventually, operator_settings, running_operator
+from tests.k8s_api import K8sApi
+
+LABELS = {"app": "llama"}
+
+
+async def http_get(url: str) -> str:
+    """GET from a thread: the operator's server runs on this test's event loop."""
+    def fetch() -> str:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.read().decode()
+    return await asyncio.to_thread(fetch)
+
+
+def replicas(api: K8sApi) -> int:
+    return int(api.apps_v1().read_namespaced_deployment_scale("llama", "default").spec.replicas)
+
+
+def status(api: K8sApi, name: str = "pa") -> dict[str, Any]:
+    obj = api.custom().get_namespaced_custom_object("autoscaling.brix.dev", "v1alpha1", "default",
+                                                    "podautoscalers", name)
+    return obj.get("status") or {}
+
+
+async def test_kpa_scales_the_deployment_up_on_load_and_back_down(k8s_api: K8sApi, fake_pods: FakePods) -> None:
+    deployment(k8s_api)
+    await fake_pods.add("llama-0", "127.0.0.2", 30.0, LABELS)       # 3x the target on the one Ready pod
+    autoscaler(k8s_api, "pa", fake_pods.port)
+    settings = operator_settings()
+    async with running_operator(k8s_api, settings):
+        await eventually(lambda: replicas(k8s_api) == 3, "a scale-up to ceil(30 / 10) = 3")
+        st = await eventually(lambda: status(k8s_api).get("desiredReplicas") == 3 and status(k8s_api),
+                              "status.desiredReplicas 3")
+        assert st["lastDecisions"][-1]["from"] == 1 and st["lastDecisions"][-1]["to"] == 3
+        conds = {c["type"]: c for c in st["conditions"]}
+        assert conds["AbleToScale"]["status"] == "True" and conds["ScalingActive"]["status"] == "True"
+        page = await http_get(f"http://127.0.0.1:{settings.metrics_port}/metrics")
+        assert 'brix_autoscaler_desired_replicas{name="pa",namespace="default"} 3.0' in page
+        fake_pods.values["llama-0"] = 2.0
+        await eventually(lambda: replicas(k8s_api) == 1, "a scale-down once the panic window has passed")
+
+
+async def test_a_failing_scrape_is_missing_not_zero(k8s_api: K8sApi, fake_pods: FakePods) -> None:
+    deployment(k8s_api, replicas=4)
+    await fake_pods.add("llama-0", "127.0.0.2", 10.0, LABELS)
+    autoscaler(k8s_api, "pa", fake_pods.port, minReplicas=0)
+    async with running_operator(k8s_api, operator_settings()):
+        await eventually(lambda: status(k8s_api).get("desiredReplicas") is not None, "a first decision")
+        del fake_pods.values["llama-0"]                               # /metrics answers 500 from now on
+        await asyncio.sleep(12)                                       # two stable windows without data
+        st = status(k8s_api)
+        conds = {c["type"]: c for c in st["conditions"]}
+        assert conds["ScalingActive"]["status"] == "False"
+        assert replicas(k8s_api) >= 1, "failed scrapes were read as zero load"
+
+
+async def test_an_invalid_spec_is_reported_in_a_condition(k8s_api: K8sApi, fake_pods: FakePods) -> None:
+    deployment(k8s_api)
+    autoscaler(k8s_api, "pa", fake_pods.port, minReplicas=5, maxReplicas=2)   # the emulator does not run CEL
+    async with running_operator(k8s_api, operator_settings()):
+        st = await eventually(lambda: status(k8s_api).get("conditions") and status(k8s_api), "a condition")
+        cond = next(c for c in st["conditions"] if c["type"] == "ScalingActive")
+        assert cond["reason"] == "InvalidSpec" and "spec.minReplicas (5) must be <= spec.maxReplicas (2)" in cond["message"]
+    assert replicas(k8s_api) == 1
+
+
+async def test_a_restarted_operator_resumes_from_status(k8s_api: K8sApi, fake_pods: FakePods) -> None:
+    deployment(k8s_api)
+    await fake_pods.add("llama-0", "127.0.0.2", 30.0, LABELS)
+    autoscaler(k8s_api, "pa", fake_pods.port, windows={"stableSeconds": 30, "panicSeconds": 2})
+    async with running_operator(k8s_api, operator_settings()):
+        await eventually(lambda: status(k8s_api).get("panic") is True and replicas(k8s_api) == 3, "panic at 3")
+    before = status(k8s_api)
+    fake_pods.values["llama-0"] = 1.0                                  # the burst is over
+    async with running_operator(k8s_api, operator_settings()):
+        await asyncio.sleep(5)
+        after = status(k8s_api)
+        # the panic (entered less than a stable window ago) came back from status.state: no scale-down
+        assert replicas(k8s_api) == 3 and after["panic"] is True
+        assert after["state"]["panicSince"] == before["state"]["panicSince"]
+        assert after["lastDecisions"][: len(before["lastDecisions"])] == before["lastDecisions"]
+
+
+async def test_two_replicas_elect_one_leader_and_the_standby_takes_over(k8s_api: K8sApi, fake_pods: FakePods) -> None:
+    deployment(k8s_api)
+    await fake_pods.add("llama-0", "127.0.0.2", 30.0, LABELS)
+    a, b = operator_settings("replica-a", leader=True), operator_settings("replica-b", leader=True)
+    coord = k8s_api.coordination_v1()
+
+    def holder() -> str:
+        try:
+            return coord.read_namespaced_lease("brix-controllers", "default").spec.holder_identity or ""
+        except Exception:  # noqa: BLE001 - not created yet
+            return ""
+    async with running_operator(k8s_api, a):
+        first = await eventually(holder, "a Lease holder")
+        async with running_operator(k8s_api, b) as stop_b:
+            await asyncio.sleep(2)
+            assert holder() == first == "replica-a"
+            ready = {name: await http_get(f"http://127.0.0.1:{s.metrics_port}/readyz") for name, s in (("a", a), ("b", b))}
+            assert '"leader": true' in ready["a"] and '"leader": false' in ready["b"]
+            stop_a_then = True
+        assert stop_a_then and stop_b.is_set()
+    # a stopped without releasing: a third replica takes over once the lease has expired
+    c = operator_settings("replica-c", leader=True)
+    autoscaler(k8s_api, "pa", fake_pods.port)
+    async with running_operator(k8s_api, c):
+        await eventually(lambda: holder() == "replica-c", "replica-c leading after the lease expired", timeout=10)
+        await eventually(lambda: replicas(k8s_api) == 3, "the new leader scaling")
