@@ -16,7 +16,6 @@ from brix import procs
 from controllers.settings import AutoscalerSettings, LeaderSettings, OperatorSettings
 from tests.k8s_api import K8sApi
 
-pytest_plugins = ["tests.k8s_api"]
 
 
 @dataclass
