@@ -49,7 +49,7 @@ async def fetch_text(session: aiohttp.ClientSession, url: str, timeout_s: float)
             if resp.status != 200:
                 return None
             return await resp.text()
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, UnicodeDecodeError):
+    except (TimeoutError, aiohttp.ClientError, OSError, UnicodeDecodeError):
         return None
 
 

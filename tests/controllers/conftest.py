@@ -17,7 +17,6 @@ from controllers.settings import AutoscalerSettings, LeaderSettings, OperatorSet
 from tests.k8s_api import K8sApi
 
 
-
 @dataclass
 class FakePods:
     """Engine pods that only export one gauge; `values[name]` is what each one reports."""

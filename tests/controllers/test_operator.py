@@ -9,7 +9,14 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from tests.controllers.conftest import FakePods, autoscaler, deployment, eventually, operator_settings, running_operator
+from tests.controllers.conftest import (
+    FakePods,
+    autoscaler,
+    deployment,
+    eventually,
+    operator_settings,
+    running_operator,
+)
 from tests.k8s_api import K8sApi
 
 LABELS = {"app": "llama"}
