@@ -61,7 +61,7 @@ def _login(registry: kopf.OperatorRegistry, api_client: client.ApiClient) -> Non
 
 def kopf_settings() -> kopf.OperatorSettings:
     s = kopf.OperatorSettings()
-    s.posting.level = logging.WARNING
+    s.posting.enabled = False   # no Kubernetes Events: failures are in the log and the status conditions
     s.watching.server_timeout = 300
     s.watching.client_timeout = 330
     s.networking.request_timeout = 60

@@ -1,0 +1,66 @@
+"""deploy/controllers' RBAC is what `brix controllers` calls, run as deploy/ runs it (its own token,
+--all-namespaces, leader election in brix-system): no call is refused and no grant goes unused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from brix import procs
+from tests.foundation.test_deploy_manifests import DEPLOY, render
+from tests.foundation.test_deploy_rbac import calls, compare, kubeconfig, rules_of, wait_for
+from tests.k8s_api import K8sApi
+
+LABELS = {"app": "llama"}
+TEMPLATE = {"metadata": {"labels": LABELS}, "spec": {"containers": [{"name": "engine", "image": "brix"}]}}
+
+
+class ResourceRequests:
+    """The emulator's request log without discovery reads (/api, /apis, /apis/GROUP/VERSION), which
+    every authenticated user may make (system:discovery); `calls` reads only `.kmock`."""
+
+    def __init__(self, api: K8sApi) -> None:
+        def is_resource(path: str) -> bool:
+            parts = [p for p in path.split("/") if p]
+            return len(parts) > (2 if parts[:1] == ["api"] else 3)
+        self.kmock = [r for r in list(api.kmock) if is_resource(r.url.path)]
+
+
+def operator_calls(api: K8sApi, token: str) -> set[tuple[str, str, str, str | None, str | None]]:
+    return calls(ResourceRequests(api), token)  # type: ignore[arg-type]
+
+
+def autoscaler(api: K8sApi, name: str, kind: str) -> None:
+    api.custom().create_namespaced_custom_object("autoscaling.brix.dev", "v1alpha1", "default", "podautoscalers", {
+        "apiVersion": "autoscaling.brix.dev/v1alpha1", "kind": "PodAutoscaler", "metadata": {"name": name},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": name}, "minReplicas": 2,
+                 "maxReplicas": 4, "metricsSources": [{"type": "pod", "metric": "vllm:num_requests_waiting",
+                                                       "targetValue": 4}]}})
+
+
+def test_the_controllers_role_is_what_the_operator_calls(brix_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with K8sApi(request_log=100_000) as api:
+        apps = api.apps_v1()
+        spec = {"replicas": 1, "selector": {"matchLabels": LABELS}, "template": TEMPLATE}
+        apps.create_namespaced_deployment("default", {"metadata": {"name": "llama"}, "spec": spec})
+        apps.create_namespaced_stateful_set("default", {"metadata": {"name": "llama-sts"},
+                                                        "spec": {**spec, "serviceName": "llama"}})
+        autoscaler(api, "llama", "Deployment")          # minReplicas 2 > 1: both targets get scaled
+        autoscaler(api, "llama-sts", "StatefulSet")
+        token = "brix-controllers"
+        port = procs.free_port()
+        deployment = next(o for o in render(DEPLOY / "controllers") if o["kind"] == "Deployment")
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        args = [a if a != "8080" else str(port) for a in args]
+        brix_process("controllers", *args, "--host", "127.0.0.1", "--lease-namespace", "brix-system",
+                     "--kubeconfig", kubeconfig(tmp_path / "kc", api.url, token), "--tick", "0.2",
+                     ready_url=f"http://127.0.0.1:{port}/readyz")
+
+        def scaled() -> bool:
+            return (apps.read_namespaced_deployment_scale("llama", "default").spec.replicas == 2
+                    and apps.read_namespaced_stateful_set_scale("llama-sts", "default").spec.replicas == 2)
+        wait_for(scaled, "the operator never scaled both targets to minReplicas 2")
+        wanted = {("autoscaling.brix.dev", "podautoscalers", "watch"), ("coordination.k8s.io", "leases", "update")}
+        wait_for(lambda: wanted <= {c[:3] for c in operator_calls(api, token)},
+                 "the operator never watched PodAutoscalers or renewed its Lease", timeout=30)
+        compare(operator_calls(api, token), rules_of("brix-controllers", "brix-system", list(render(DEPLOY / "controllers"))),
+                "brix controllers")
