@@ -128,3 +128,18 @@ async def test_two_replicas_elect_one_leader_and_the_standby_takes_over(k8s_api:
     async with running_operator(k8s_api, c):
         await eventually(lambda: holder() == "replica-c", "replica-c leading after the lease expired", timeout=10)
         await eventually(lambda: replicas(k8s_api) == 3, "the new leader scaling")
+
+
+async def test_a_409_conflict_on_the_scale_write_is_retried(k8s_api: K8sApi, fake_pods: FakePods) -> None:
+    deployment(k8s_api)
+    await fake_pods.add("llama-0", "127.0.0.2", 30.0, LABELS)
+    assert k8s_api.kmock is not None
+    k8s_api.kmock["patch /apis/apps/v1/namespaces/default/deployments/llama/scale"][:1] << 409
+    autoscaler(k8s_api, "pa", fake_pods.port, syncPeriodSeconds=60)   # a lost write would wait a minute
+    async with running_operator(k8s_api, operator_settings()):
+        await eventually(lambda: replicas(k8s_api) == 3, "the scale-up despite a 409 on the first write", 10)
+        st = await eventually(lambda: status(k8s_api).get("lastDecisions") and status(k8s_api), "a decision")
+        assert [(d["from"], d["to"]) for d in st["lastDecisions"]] == [(1, 3)]   # one decision, not lost or doubled
+    patches = [r for r in list(k8s_api.kmock) if str(r.method).upper().endswith("PATCH")
+               and r.url.path.endswith("/deployments/llama/scale")]
+    assert len(patches) >= 2
