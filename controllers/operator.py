@@ -70,6 +70,8 @@ def kopf_settings() -> kopf.OperatorSettings:
 
 async def lead(rt: Runtime, stop: asyncio.Event) -> None:
     """What the leader runs: kopf with every controller registered, and their tick loops."""
+    # kopf logs every handled event at INFO ("Handler ... succeeded"): one line per status write
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     registry = kopf.OperatorRegistry()
     _login(registry, rt.api_client)
     loops = register_all(registry, rt)

@@ -35,6 +35,7 @@ from controllers.stats import ControllerStats
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "autoscaling.brix.dev", "v1alpha1", "podautoscalers"
+STATUS_REFRESH_S = 15.0
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Tracked:
     conditions: list[dict[str, Any]] = field(default_factory=list)
     last_scale_time: str | None = None
     invalid_generation: int | None = None        # the generation whose spec was refused (written once)
+    written: tuple[Any, ...] | None = None       # what the last status write said (see _act)
+    written_at: float = 0.0
 
 
 def _iso(t: float) -> str:
@@ -216,6 +219,15 @@ class AutoscalerController:
         self.stats.actual.labels(ns, name).set(actual)
         self.stats.panic.labels(ns, name).set(1 if d.panic else 0)
         assert t.state is not None
+        # Write when something a user or the next leader needs changed, else at most every
+        # STATUS_REFRESH_S (the decider's timestamps move every decision; KPA decides every 2 s).
+        st = t.state
+        said = (d.desired, actual, d.panic, d.limited, d.schedule, len(t.decisions), t.last_scale_time,
+                tuple((c["type"], c["status"], c["reason"]) for c in conds), st.panic_since, st.max_panic_pods,
+                st.zero_since)
+        if said == t.written and now - t.written_at < STATUS_REFRESH_S:
+            return
+        t.written, t.written_at = said, now
         await self._write_status(ns, name, {
             "desiredReplicas": d.desired, "actualReplicas": actual, "conditions": conds,
             "lastScaleTime": t.last_scale_time, "lastDecisions": t.decisions, "panic": d.panic,
