@@ -94,6 +94,17 @@ class Elector:
             kv(log, "leader elected", identity=self.identity, lease=f"{ns}/{name}", action=action)
         return True
 
+    def release(self) -> None:
+        """Give the Lease up (client-go's ReleaseOnCancel): a standby takes over at its next round
+        instead of waiting for the lease to expire."""
+        lease = self.api.read_namespaced_lease(self.s.name, self.s.namespace)
+        if lease.spec is None or lease.spec.holder_identity != self.identity:
+            return
+        lease.spec.holder_identity = None
+        lease.spec.renew_time = None
+        self.api.replace_namespaced_lease(self.s.name, self.s.namespace, lease)
+        kv(log, "lease released", identity=self.identity)
+
     async def run(self, lead: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         """Forever: stand by until the Lease is ours, run lead(stop) while we keep renewing it."""
         task: asyncio.Task[None] | None = None
@@ -123,4 +134,9 @@ class Elector:
             if task is not None:
                 stop.set()
                 await asyncio.gather(task, return_exceptions=True)
+            if self.leading:
+                try:
+                    await asyncio.to_thread(self.release)
+                except Exception as exc:  # noqa: BLE001 - it expires on its own
+                    kv(log, "lease release failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
             self.leading = False

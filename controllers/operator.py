@@ -8,7 +8,6 @@ stops both, and the replica stands by again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -150,8 +149,7 @@ async def run(settings: OperatorSettings, api_client: client.ApiClient | None = 
         done, _ = await asyncio.wait({elect, stopper}, return_when=asyncio.FIRST_COMPLETED)
         for t in (elect, stopper, health):
             t.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(elect, stopper, health)
+        await asyncio.gather(elect, stopper, health, return_exceptions=True)   # waits for the Lease release
         if elect in done:
             elect.result()
     finally:

@@ -5,6 +5,7 @@ two replicas elect one leader through a Lease."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import urllib.error
 import urllib.request
 from typing import Any
@@ -122,10 +123,16 @@ async def test_two_replicas_elect_one_leader_and_the_standby_takes_over(k8s_api:
             assert '"leader": true' in ready["a"] and '"leader": false' in ready["b"]
             stop_a_then = True
         assert stop_a_then and stop_b.is_set()
-    # a stopped without releasing: a third replica takes over once the lease has expired
+    assert holder() == ""                 # a leader that stops gives the Lease up
+    # a leader that dies without releasing: the next replica takes over once the lease has expired
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    coord.patch_namespaced_lease("brix-controllers", "default", {"spec": {
+        "holderIdentity": "dead-replica", "leaseDurationSeconds": 3, "renewTime": now}})
     c = operator_settings("replica-c", leader=True)
     autoscaler(k8s_api, "pa", fake_pods.port)
     async with running_operator(k8s_api, c):
+        await asyncio.sleep(1)
+        assert holder() == "dead-replica"     # its renewTime is recent: not yet
         await eventually(lambda: holder() == "replica-c", "replica-c leading after the lease expired", timeout=10)
         await eventually(lambda: replicas(k8s_api) == 3, "the new leader scaling")
 
