@@ -8,6 +8,8 @@ and the tests' `kube` fixture both start it through `start`.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,9 +52,9 @@ class LocalCluster:
     def kubeconfig(self) -> Path:
         return self.plane.kubeconfig
 
-    @property
-    def nodes_root(self) -> Path:
-        return self.settings.workdir / "nodes"
+    nodes_root: Path = Path()
+    """Each node's filesystem (hostPath volumes, the device-plugin folder): a short folder under
+    /tmp, because unix socket paths must stay under 108 bytes."""
 
     def mock_gpu_config(self, node: str) -> Path:
         """The node's mock GPUs: `brix nvml-mock inject --config <this> --gpu 1 --xid 79` faults one."""
@@ -69,6 +71,7 @@ class LocalCluster:
             self.agent.stop(timeout=30)
             self.agent = None
         self.plane.stop()
+        shutil.rmtree(self.nodes_root, ignore_errors=True)
 
     def wait_for(self, what: str, check: Any, timeout: float | None = None, interval: float = 0.25) -> Any:
         deadline = time.monotonic() + (timeout or self.settings.timeout)
@@ -91,7 +94,8 @@ def start(settings: ClusterSettings) -> LocalCluster:
         scheduler_config=manifests.SCHEDULER_CONFIG if settings.apply_deploy else None,
         extender_url=f"http://127.0.0.1:{extender_port}" if settings.apply_deploy else None,
         scheduler_qps=settings.scheduler_qps, start_timeout=settings.timeout))
-    cluster = LocalCluster(settings, plane, extender_port)
+    cluster = LocalCluster(settings, plane, extender_port,
+                           nodes_root=Path(tempfile.mkdtemp(prefix="brix-nodes-", dir="/tmp")))
     try:
         plane.start()
         cluster.timings["control_plane_s"] = plane.started_in
@@ -123,8 +127,13 @@ def apply_local_deploy(cluster: LocalCluster) -> None:
     GPUs its device plugin lists."""
     objects = manifests.local_objects(cluster.extender_port)
     cluster.kubectl("apply", "-f", "-", stdin=manifests.dump(objects))
-    cluster.kubectl("-n", "brix-system", "rollout", "status", "deployment/brix-scheduler-ext",
-                    f"--timeout={int(cluster.settings.timeout)}s", timeout=cluster.settings.timeout + 10)
+    try:
+        cluster.kubectl("-n", "brix-system", "rollout", "status", "deployment/brix-scheduler-ext",
+                        f"--timeout={int(cluster.settings.timeout)}s", timeout=cluster.settings.timeout + 10)
+    except RuntimeError as exc:
+        pods = cluster.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
+        agent = cluster.agent.log_tail(20) if cluster.agent else ""
+        raise RuntimeError(f"{exc}\npods:\n{pods}\nnode agent log ({cluster.plane.logs}):\n{agent}") from None
     want = str(cluster.settings.gpus_per_node)
 
     def gpus_reported() -> bool:

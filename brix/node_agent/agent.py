@@ -454,13 +454,15 @@ class NodeAgent:
                                                  device_env=rt.device_env, config_maps=config_maps)
             for problem in problems:
                 await self._event(rt, "Warning", "Failed", f"container {container['name']}: {problem}")
-            env = {**base_env, **env}
-            env.setdefault("HOSTNAME", meta["name"])
             argv = None
             if args is not None:
+                # paths the pod spec names (args, env) move with their volumes; the agent's own
+                # paths (the service-account kubeconfig) are already host paths
                 args = [_remap(a, mounts, container) for a in podlib.expand_args(args, env)]
                 env = {k: _remap(v, mounts, container) for k, v in env.items()}
                 argv = [sys.executable, "-m", "brix.node_agent.podexec", rt.ip, "--", *args]
+            env = {**base_env, **env}
+            env.setdefault("HOSTNAME", meta["name"])
             rt.containers.append(ContainerRuntime(container, argv, env, rt.folder / f"{container['name']}.log",
                                                   podlib.readiness_probe(container)))
 
@@ -686,14 +688,15 @@ def _kubeconfig_ca(kubeconfig: Path) -> str:
 
 
 def _remap(value: str, mounts: dict[str, Path], container: dict[str, Any]) -> str:
-    """A path under a volume's mountPath, rewritten to the volume's folder in the pod's folder."""
+    """A path under a volume's mountPath, rewritten to the volume's folder (one pass; the deepest
+    mountPath wins, as in a container's mount table)."""
+    targets = {}
     for mount in container.get("volumeMounts", []):
         folder = mounts.get(mount["name"])
-        path = mount["mountPath"].rstrip("/")
-        if folder is None:
-            continue
-        target = str(folder / mount["subPath"]) if mount.get("subPath") else str(folder)
-        value = re.sub(rf"(^|=){re.escape(path)}(?=/|$)", lambda m, t=target: m.group(1) + t, value)
-    return value
-
-
+        if folder is not None:
+            targets[mount["mountPath"].rstrip("/") or "/"] = str(folder / mount["subPath"]) if mount.get("subPath") \
+                else str(folder)
+    if not targets:
+        return value
+    pattern = "|".join(re.escape(p) for p in sorted(targets, key=len, reverse=True))
+    return re.sub(rf"(^|=)({pattern})(?=/|$)", lambda m: m.group(1) + targets[m.group(2)], value)

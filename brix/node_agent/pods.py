@@ -249,7 +249,7 @@ def pod_status(*, phase: str, pod_ip: str, host_ip: str, start_time: str, now: s
         "phase": phase, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}], "startTime": start_time,
         "conditions": [cond("PodReadyToStartContainers", phase != "Pending"), cond("Initialized", True),
                        cond("Ready", ready), cond("ContainersReady", ready), cond("PodScheduled", True)],
-        "containerStatuses": statuses, "qosClass": "BestEffort",
+        "containerStatuses": statuses,  # qosClass is the API server's, immutable
     }
     if pod_ip:
         status["podIP"], status["podIPs"] = pod_ip, [{"ip": pod_ip}]

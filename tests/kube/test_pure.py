@@ -144,3 +144,17 @@ def test_pod_status_keeps_transition_times_that_did_not_change() -> None:
     assert conditions["Ready"]["status"] == "True" and conditions["Ready"]["lastTransitionTime"] == "t2"
     assert conditions["Initialized"]["lastTransitionTime"] == "t1"
     assert second["containerStatuses"][0]["containerID"] == "brix://42"
+
+
+def test_volume_paths_are_remapped_once_with_the_deepest_mount_winning(tmp_path: Path) -> None:
+    from brix.node_agent.agent import _remap
+
+    mounts = {"plugins": tmp_path / "node/var/lib/kubelet/device-plugins", "tmp": tmp_path / "pod/tmp",
+              "etc": tmp_path / "pod/etc"}
+    container = {"volumeMounts": [{"name": "plugins", "mountPath": "/var/lib/kubelet/device-plugins"},
+                                  {"name": "tmp", "mountPath": "/tmp"}, {"name": "etc", "mountPath": "/etc/brix/"}]}
+    assert _remap("--kubelet-dir=/var/lib/kubelet/device-plugins", mounts, container) == \
+        f"--kubelet-dir={mounts['plugins']}"
+    assert _remap("/etc/brix/gateway.yaml", mounts, container) == f"{mounts['etc']}/gateway.yaml"
+    assert _remap("/etc/brixx", mounts, container) == "/etc/brixx"
+    assert _remap("--port=8000", mounts, container) == "--port=8000"
