@@ -78,6 +78,7 @@ class KubernetesDiscovery:
             """After a (re)list: forget pods that vanished while the watch was down."""
             for uid in [u for u in self._pods if u not in uids]:
                 apply("DELETED", uid, None, False)
+            store.discovered = True
 
         self._sync = sync
         self._thread = threading.Thread(target=self._watch, args=(loop, apply), name="k8s-pod-watch", daemon=True)

@@ -297,8 +297,11 @@ class Gateway:
         send_json(out, 200, {"status": "ok"})
 
     async def handle_readyz(self, request: Request, out: Responder) -> None:
+        # ready once it can route: an endpoint is ready, or Kubernetes discovery has listed (a gateway
+        # whose models have no engine yet must still get traffic, to answer or hold it)
         ready = self.store.ready_count()
-        send_json(out, 200 if ready else 503, {"ready_endpoints": ready, "endpoints": self.store.describe()})
+        send_json(out, 200 if ready or self.store.discovered else 503,
+                  {"ready_endpoints": ready, "discovered": self.store.discovered, "endpoints": self.store.describe()})
 
     async def handle_metrics(self, request: Request, out: Responder) -> None:
         self.stats.ready_endpoints.set(self.store.ready_count())

@@ -32,6 +32,9 @@ class EndpointStore:
         self._by_model: dict[str, tuple[str, ...]] = {}
         self._seen_models: set[str] = set()   # every model any endpoint ever served (scale from zero)
         self.version = 0
+        # Kubernetes discovery has listed pods at least once: the gateway knows what exists, so it
+        # is ready to take requests even while no engine is (it answers 503 or holds them)
+        self.discovered = False
 
     # ---- discovery side ------------------------------------------------------------------
     def set_endpoints(self, ids: Iterable[str]) -> None:
