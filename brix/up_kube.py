@@ -6,8 +6,8 @@ per GPU type created through the API, placed by kube-scheduler and the extender.
 Demo traffic, each step through a real protocol:
 1. chat through the gateway (OpenAI API); it found the engines through the Kubernetes API;
 2. inject XID 79 into one node's mock GPU: its allocatable drops 4 -> 3 in the Node object;
-3. a pod asking for more GPUs than any node has healthy: kube-scheduler's FailedScheduling event
-   carries the extender's reason;
+3. a pod asking for a GPU type no node has: kube-scheduler's FailedScheduling event carries the
+   extender's reason;
 4. heal the GPU; it is Healthy again after the device plugin's quiet period;
 5. the cheapest GPU mix for a workload (Mélange ILP over the AIBrix profiles), when present.
 """
@@ -126,17 +126,18 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
     say(f"  Node {victim} allocatable nvidia.com/gpu {before} -> {_allocatable(cluster, victim)} "
         f"{time.perf_counter() - injected:.2f} s after the fault (device plugin -> node agent -> API)")
 
-    say(f"demo 3/5: a pod asking for {settings.gpus_per_node + 1} GPUs: kube-scheduler asks the extender")
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "too-big"},
+    say("demo 3/5: a pod asking for an L20 GPU, which no node has: kube-scheduler asks the extender")
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "l20-engine", "annotations": {"scheduling.brix.dev/gpu-types": "L20"}},
            "spec": {"containers": [{"name": "c", "image": "brix:0.1.0", "args": ["version"],
-                                    "resources": {"limits": {"nvidia.com/gpu": str(settings.gpus_per_node + 1)}}}]}}
+                                    "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
     cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(pod))
 
     def reason() -> str | None:
         events = cluster.get_json("-n", NAMESPACE, "events", "--field-selector", "involvedObject.name=too-big")
         return next((e["message"] for e in events["items"] if e["reason"] == "FailedScheduling"), None)
     say(f"  FailedScheduling: {cluster.wait_for('FailedScheduling', reason, 60)}")
-    cluster.kubectl("-n", NAMESPACE, "delete", "pod", "too-big", "--wait=false")
+    cluster.kubectl("-n", NAMESPACE, "delete", "pod", "l20-engine", "--wait=false")
 
     say(f"demo 4/5: healing {victim} GPU 1 (the device plugin's quiet period is 30 s)")
     healed = time.perf_counter()

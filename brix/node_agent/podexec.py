@@ -10,6 +10,8 @@ change to Brix: the same subcommand runs unchanged on a real node.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
 from typing import Any
@@ -31,10 +33,24 @@ def isolate_binds(pod_ip: str) -> None:
     socket.socket.bind = bind  # type: ignore[method-assign]  # the stand-in for a network namespace
 
 
+def die_with_parent() -> None:
+    """The node agent is this pod's container runtime too: if it dies (even by SIGKILL), stop, so no
+    pod process outlives the cluster (Linux PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the agent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[1] != "--":
         print("usage: python -m brix.node_agent.podexec POD_IP -- BRIX_ARGS...", file=sys.stderr)
         return 2
+    die_with_parent()
     isolate_binds(argv[0])
     from brix.cli import main as brix_main
 

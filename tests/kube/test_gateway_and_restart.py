@@ -36,10 +36,14 @@ def start_gateway(kube: KubeNamespace) -> openai.OpenAI:
 
 
 def endpoints_used(gateway: openai.OpenAI, model: str, requests: int = 12) -> set[str]:
+    """Endpoints that served `requests` chats; empty while the gateway does not know the model yet."""
     used = set()
     for i in range(requests):
-        raw = gateway.chat.completions.with_raw_response.create(
-            model=model, max_tokens=2, messages=[{"role": "user", "content": f"hello {i}"}])
+        try:
+            raw = gateway.chat.completions.with_raw_response.create(
+                model=model, max_tokens=2, messages=[{"role": "user", "content": f"hello {i}"}])
+        except (openai.NotFoundError, openai.APIStatusError):
+            return set()
         used.add(raw.headers["x-brix-endpoint"])
     return used
 

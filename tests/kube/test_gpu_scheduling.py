@@ -76,15 +76,17 @@ def test_gpu_pod_is_placed_by_the_extender_allocated_and_ready(kube: KubeNamespa
 
 
 def test_pod_that_fits_nowhere_gets_the_extenders_reason(kube: KubeNamespace) -> None:
-    kube.kubectl("apply", "-f", "-", stdin=json.dumps(engine_pod("too-big", "llama-e2e", gpus=5)))
+    # kube-scheduler counts GPUs itself (managedResources ignoredByScheduler: false), so a pod asking
+    # for too many never reaches the extender; a GPU type no node has is the extender's call alone
+    pod_ = engine_pod("wrong-type", "llama-e2e", gpus=1, annotations={"scheduling.brix.dev/gpu-types": "L20"})
+    kube.kubectl("apply", "-f", "-", stdin=json.dumps(pod_))
 
     def failed_event() -> str | None:
-        events = kube.get_json("events", "--field-selector", "involvedObject.name=too-big")["items"]
-        messages = [e["message"] for e in events if e["reason"] == "FailedScheduling"]
-        return next((m for m in messages if "nvidia.com/gpu" in m), None)
-    message = kube.wait_for("a FailedScheduling event naming the GPUs", failed_event)
-    assert "needs 5 nvidia.com/gpu" in message, message
-    assert pod(kube, "too-big")["status"]["phase"] == "Pending"
+        events = kube.get_json("events", "--field-selector", "involvedObject.name=wrong-type")["items"]
+        return next((e["message"] for e in events if e["reason"] == "FailedScheduling"), None)
+    message = kube.wait_for("a FailedScheduling event", failed_event)
+    assert "is not among the pod's allowed types (l20)" in message, message
+    assert pod(kube, "wrong-type")["status"]["phase"] == "Pending"
 
 
 def test_node_with_a_faulted_gpu_is_not_chosen(kube: KubeNamespace) -> None:

@@ -17,9 +17,11 @@ def engine_container(model: str, gpus: int = 0, gpu_type: str = "A100", port: in
     return container
 
 
-def engine_pod(name: str, model: str, gpus: int = 0, **kw: Any) -> dict[str, Any]:
+def engine_pod(name: str, model: str, gpus: int = 0, annotations: dict[str, str] | None = None,
+               **kw: Any) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "labels": {"model.brix.dev/name": model, "model.brix.dev/port": "8000"}},
+            "metadata": {"name": name, "labels": {"model.brix.dev/name": model, "model.brix.dev/port": "8000"},
+                         "annotations": annotations or {}},
             "spec": {"containers": [engine_container(model, gpus, **kw)], "terminationGracePeriodSeconds": 5,
                      "enableServiceLinks": False}}
 
