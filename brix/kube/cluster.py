@@ -7,6 +7,7 @@ and the tests' `kube` fixture both start it through `start`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import tempfile
@@ -52,6 +53,9 @@ class LocalCluster:
     def kubeconfig(self) -> Path:
         return self.plane.kubeconfig
 
+    pod_cidr: str = ""
+    """This cluster's pod IPs: a 127.X.0.0/16 no other local cluster on the machine holds."""
+    _cidr_lock: Any = None
     nodes_root: Path = Path()
     """Each node's filesystem (hostPath volumes, the device-plugin folder): a short folder under
     /tmp, because unix socket paths must stay under 108 bytes."""
@@ -72,6 +76,9 @@ class LocalCluster:
             self.agent = None
         self.plane.stop()
         shutil.rmtree(self.nodes_root, ignore_errors=True)
+        if self._cidr_lock is not None:
+            self._cidr_lock.close()
+            self._cidr_lock = None
 
     def wait_for(self, what: str, check: Any, timeout: float | None = None, interval: float = 0.25) -> Any:
         deadline = time.monotonic() + (timeout or self.settings.timeout)
@@ -96,6 +103,7 @@ def start(settings: ClusterSettings) -> LocalCluster:
         scheduler_qps=settings.scheduler_qps, start_timeout=settings.timeout))
     cluster = LocalCluster(settings, plane, extender_port,
                            nodes_root=Path(tempfile.mkdtemp(prefix="brix-nodes-", dir="/tmp")))
+    cluster.pod_cidr, cluster._cidr_lock = reserve_pod_cidr()
     try:
         plane.start()
         cluster.timings["control_plane_s"] = plane.started_in
@@ -104,7 +112,7 @@ def start(settings: ClusterSettings) -> LocalCluster:
                 f"--nodes={settings.nodes}", f"--gpus-per-node={settings.gpus_per_node}",
                 f"--gpu-types={','.join(settings.gpu_types)}", f"--nodes-root={cluster.nodes_root}",
                 f"--workdir={settings.workdir / 'node-agent'}", f"--health-port={health}",
-                f"--renew-interval={settings.renew_interval}"]
+                f"--renew-interval={settings.renew_interval}", f"--pod-cidr={cluster.pod_cidr}"]
         if settings.apply_deploy:
             argv.append("--device-plugins")
         if not settings.run_processes:
@@ -120,6 +128,22 @@ def start(settings: ClusterSettings) -> LocalCluster:
         cluster.stop()
         raise
     return cluster
+
+
+def reserve_pod_cidr(folder: Path = Path("/tmp/brix-pod-cidrs")) -> tuple[str, Any]:
+    """127.X.0.0/16 for X in 1..254, held with an exclusive lock on /tmp/brix-pod-cidrs/X for as
+    long as the returned file stays open, so two local clusters (a test run beside `brix up`)
+    never hand out the same pod IP."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for octet in range(1, 255):
+        handle = open(folder / str(octet), "a")  # noqa: SIM115 - kept open as the lock
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        return f"127.{octet}.0.0/16", handle
+    raise RuntimeError(f"every 127.X.0.0/16 is held by another local cluster (locks in {folder})")
 
 
 def apply_local_deploy(cluster: LocalCluster) -> None:

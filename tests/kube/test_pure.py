@@ -158,3 +158,16 @@ def test_volume_paths_are_remapped_once_with_the_deepest_mount_winning(tmp_path:
     assert _remap("/etc/brix/gateway.yaml", mounts, container) == f"{mounts['etc']}/gateway.yaml"
     assert _remap("/etc/brixx", mounts, container) == "/etc/brixx"
     assert _remap("--port=8000", mounts, container) == "--port=8000"
+
+
+def test_two_local_clusters_never_share_a_pod_cidr(tmp_path: Path) -> None:
+    from brix.kube.cluster import reserve_pod_cidr
+
+    first, lock = reserve_pod_cidr(tmp_path)
+    second, other = reserve_pod_cidr(tmp_path)
+    assert first != second
+    lock.close()  # released: the next cluster may take it again
+    third, last = reserve_pod_cidr(tmp_path)
+    assert third == first
+    other.close()
+    last.close()
