@@ -107,6 +107,14 @@ def _allocatable(cluster: LocalCluster, node: str) -> str:
 
 def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
     say("demo 1/5: chatting through the gateway, which found the engine pods through the API")
+
+    def gateway_knows_model() -> bool:
+        try:
+            with urllib.request.urlopen(f"{gateway}/v1/models", timeout=5) as response:
+                return any(m.get("id") == settings.model for m in json.loads(response.read()).get("data", []))
+        except OSError:
+            return False
+    cluster.wait_for(f"the gateway to list {settings.model}", gateway_knows_model, 60)
     system = "You are a helpful assistant for the Brix mock-GPU cluster. " * 8
     for i in range(4):
         started = time.perf_counter()
@@ -134,7 +142,7 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
     cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(pod))
 
     def reason() -> str | None:
-        events = cluster.get_json("-n", NAMESPACE, "events", "--field-selector", "involvedObject.name=too-big")
+        events = cluster.get_json("-n", NAMESPACE, "events", "--field-selector", "involvedObject.name=l20-engine")
         return next((e["message"] for e in events["items"] if e["reason"] == "FailedScheduling"), None)
     say(f"  FailedScheduling: {cluster.wait_for('FailedScheduling', reason, 60)}")
     cluster.kubectl("-n", NAMESPACE, "delete", "pod", "l20-engine", "--wait=false")
