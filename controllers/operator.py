@@ -94,6 +94,10 @@ async def lead(rt: Runtime, stop: asyncio.Event) -> None:
             for t in done:
                 if t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
+            if tasks[0] in done:   # kopf stops on SIGTERM / SIGINT (its own handlers): end the process
+                kv(log, "stopping on a signal")
+                rt.shutdown.set()
+                return
             raise RuntimeError("a controller loop ended on its own")
     finally:
         stop.set()
@@ -136,6 +140,7 @@ async def run(settings: OperatorSettings, api_client: client.ApiClient | None = 
         if not settings.leader.enabled:
             await lead(rt, stop)
             return
+        rt.shutdown = asyncio.Event()
         identity = settings.leader.identity or f"{socket.gethostname()}_{os.getpid()}"
         elector = Elector(rt.api_client, settings.leader, identity, rt.clock)
 
@@ -146,10 +151,12 @@ async def run(settings: OperatorSettings, api_client: client.ApiClient | None = 
         health = asyncio.create_task(watch_lease_health())
         elect = asyncio.create_task(elector.run(lambda s: lead(rt, s)))
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({elect, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for t in (elect, stopper, health):
+        signalled = asyncio.create_task(rt.shutdown.wait())
+        done, _ = await asyncio.wait({elect, stopper, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (elect, stopper, signalled, health):
             t.cancel()
-        await asyncio.gather(elect, stopper, health, return_exceptions=True)   # waits for the Lease release
+        # waits for the Lease release
+        await asyncio.gather(elect, stopper, signalled, health, return_exceptions=True)
         if elect in done:
             elect.result()
     finally:

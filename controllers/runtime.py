@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,3 +25,5 @@ class Runtime:
     leading: bool = False
     kopf_ready: bool = False
     lease_ok_at: float | None = None
+    shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when kopf stopped on SIGTERM / SIGINT: the process ends (releasing the Lease)."""

@@ -153,8 +153,10 @@ def decide(spec: AutoscalerSpec, inp: Inputs, state: DeciderState, now: float) -
         state.zero_since = None
     if desired < lo:
         desired, limited = lo, "TooFewReplicas"
+        reason += f"; raised to minReplicas {lo}"
     elif desired > hi:
         desired, limited = hi, "TooManyReplicas"
+        reason += f"; capped at maxReplicas {hi}"
     deciders.record_event(state, current, desired, now)
     state.last_decision_t = now
     return Decision(True, desired, rec, reason, metrics_ok, limited, panic, lo, hi, sched), state

@@ -47,6 +47,7 @@ class Tracked:
     conditions: list[dict[str, Any]] = field(default_factory=list)
     last_scale_time: str | None = None
     invalid_generation: int | None = None        # the generation whose spec was refused (written once)
+    failing: list[str] = field(default_factory=list)   # pods whose last scrape failed (logged on change)
     written: tuple[Any, ...] | None = None       # what the last status write said (see _act)
     written_at: float = 0.0
 
@@ -172,9 +173,14 @@ class AutoscalerController:
             window = t.windows.setdefault(src.key, Window(keep_s=spec.stable_window_s + 60))
             if src.type == "pod":
                 values = await scrape.scrape_pods(self.session, ips, src, timeout)
-                failed = sum(1 for v in values.values() if v is None)
+                failed = sorted(p for p, v in values.items() if v is None)
                 if failed:
-                    self.stats.scrape_failures.labels(ns, t.body["metadata"]["name"]).inc(failed)
+                    self.stats.scrape_failures.labels(ns, t.body["metadata"]["name"]).inc(len(failed))
+                if failed != t.failing:   # log changes only, not every second
+                    kv(log, "pod scrape failing" if failed else "pod scrapes ok", logging.WARNING if failed
+                       else logging.INFO, namespace=ns, name=t.body["metadata"]["name"], metric=src.metric,
+                       pods=",".join(failed) or "-", port=src.port, path=src.path)
+                    t.failing = failed
                 window.forget_pods(set(ips))
                 window.record_pods(now, values, len(ips))
             else:
