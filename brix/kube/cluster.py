@@ -121,6 +121,8 @@ def start(settings: ClusterSettings) -> LocalCluster:
                                     ready_url=f"http://127.0.0.1:{health}/readyz")
         cluster.agent.wait_ready(settings.timeout)
         cluster.node_names = tuple(f"gpu-node-{i}" for i in range(settings.nodes))
+        cluster.wait_for("the node lifecycle controller to untaint the new nodes",
+                         lambda: nodes_schedulable(cluster.get_json("nodes")["items"], settings.nodes))
         if settings.apply_deploy:
             apply_local_deploy(cluster)
         cluster.timings["total_s"] = time.monotonic() - t0
@@ -128,6 +130,14 @@ def start(settings: ClusterSettings) -> LocalCluster:
         cluster.stop()
         raise
     return cluster
+
+
+def nodes_schedulable(nodes: list[dict[str, Any]], expected: int) -> bool:
+    """All nodes registered and none still carries the node.kubernetes.io/not-ready taint that the
+    TaintNodesByCondition admission plugin puts on every new Node (the node lifecycle controller
+    lifts it within its monitor period once it sees Ready)."""
+    return len(nodes) >= expected and not any(
+        t.get("key") == "node.kubernetes.io/not-ready" for n in nodes for t in n.get("spec", {}).get("taints", []))
 
 
 def reserve_pod_cidr(folder: Path = Path("/tmp/brix-pod-cidrs")) -> tuple[str, Any]:

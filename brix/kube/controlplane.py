@@ -140,7 +140,7 @@ class ControlPlane:
             self._start_apiserver()
             bootstrap.apply(self.kubeconfig)
             self._start_controller_manager()
-            self._start_scheduler()
+            self.start_scheduler()
         except BaseException:
             self.stop()
             raise
@@ -228,7 +228,11 @@ class ControlPlane:
         ])
         self._wait(proc, f"https://127.0.0.1:{port}/healthz", tls=True, verify=False)
 
-    def _start_scheduler(self) -> None:
+    def stop_scheduler(self) -> None:
+        """Stop kube-scheduler by PID (benchmarks queue pods first, then start it again)."""
+        self.processes.pop("kube-scheduler").stop()
+
+    def start_scheduler(self) -> None:
         assert self.bins is not None
         source = None
         if self.settings.scheduler_config is not None:

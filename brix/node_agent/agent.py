@@ -407,9 +407,13 @@ class NodeAgent:
             return
         for container in rt.containers:
             self._start_container(rt, container)
+            if container.argv is None:
+                container.ready = True  # running without a process: nothing to probe (documented)
         rt.phase = "Running"
         await self._push_status(rt)
         await self._event(rt, "Normal", "Started", f"started {len(rt.containers)} container(s) on {rt.ip}")
+        if all(c.argv is None for c in rt.containers):
+            return  # nothing runs, so nothing to watch (thousands of such pods in benchmarks)
         while not rt.stopping:
             changed = await self._tick(rt)
             if changed and not rt.stopping:
@@ -562,7 +566,7 @@ class NodeAgent:
                 c.restarts += 1
                 self._start_container(rt, c)
                 changed = True
-            if c.running and now >= c.next_probe:
+            if c.argv is not None and c.running and now >= c.next_probe:
                 c.next_probe = now + c.probe.period
                 ok = await self._probe(rt, c)
                 if ok:

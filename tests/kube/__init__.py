@@ -68,7 +68,11 @@ def kube(kube_cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator
     name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
     namespace = f"{name}-{uuid.uuid4().hex[:5]}"
     api = config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    # pods are refused until the controller manager has made the namespace's default ServiceAccount
+    kube_cluster.wait_for("the namespace's default ServiceAccount",
+                          lambda: core.list_namespaced_service_account(namespace).items, 30, 0.1)
     try:
         yield KubeNamespace(kube_cluster, namespace, api)
     finally:
