@@ -171,3 +171,27 @@ def test_two_local_clusters_never_share_a_pod_cidr(tmp_path: Path) -> None:
     assert third == first
     other.close()
     last.close()
+
+
+def test_build_without_go_says_what_to_install(tmp_path: Path) -> None:
+    import subprocess
+
+    result = subprocess.run([str(ROOT / "hack/kube/build.sh")], capture_output=True, text=True, timeout=30,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BRIX_KUBE_CACHE": str(tmp_path)})
+    if (Path("/usr/bin/go")).exists():
+        pytest.skip("a Go toolchain is on the bare PATH")
+    assert result.returncode == 3
+    assert "Install Go 1.26 or newer" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_build_prints_the_cache_folder_and_skips_what_is_built(tmp_path: Path) -> None:
+    import subprocess
+
+    folder = tmp_path / f"{binaries.KUBERNETES_VERSION}-etcd-{binaries.ETCD_VERSION}"
+    folder.mkdir()
+    for name in binaries.BINARIES:
+        (folder / name).write_text("#!/bin/sh\n")
+        (folder / name).chmod(0o755)
+    result = subprocess.run([str(ROOT / "hack/kube/build.sh")], capture_output=True, text=True, timeout=30,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BRIX_KUBE_CACHE": str(tmp_path)})
+    assert result.returncode == 0 and result.stdout.strip() == str(folder)
