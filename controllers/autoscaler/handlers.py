@@ -187,7 +187,12 @@ class AutoscalerController:
                 if src.type == "external":
                     value = await scrape.scrape_external(self.session, src, timeout)
                 else:
+                    # a replica target, not a load: followed as read, never averaged over a window
                     value = await scrape.scrape_optimizer(self.session, src, ns, spec.model_name, timeout)
+                    if value is None:
+                        self.stats.scrape_failures.labels(ns, t.body["metadata"]["name"]).inc()
+                    out[src.key] = Observation(value, value, per_pod=False)
+                    continue
                 if value is None:
                     self.stats.scrape_failures.labels(ns, t.body["metadata"]["name"]).inc()
                 else:
