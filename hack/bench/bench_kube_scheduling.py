@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -90,7 +91,7 @@ def run(mode: str, args: argparse.Namespace, workdir: Path) -> dict:
         agent = procs.start("node-agent", procs.brix_argv(
             "node-agent", f"--kubeconfig={plane.kubeconfig_for(pki.NODE_AGENT)}", f"--nodes={args.nodes}",
             "--gpus-per-node=4", f"--nodes-root={workdir / 'nodes'}", f"--workdir={workdir / 'agent'}",
-            "--no-processes", "--renew-interval=60", f"--health-port={health}"),
+            "--no-processes", "--renew-interval=20", f"--health-port={health}"),
             workdir / "node-agent.log", ready_url=f"http://127.0.0.1:{health}/readyz")
         started.append(agent)
         agent.wait_ready(300)
@@ -145,6 +146,7 @@ def main() -> int:
     parser.add_argument("--scheduler-qps", type=float, default=500.0)
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the clusters by PID on SIGTERM too
     try:
         binaries.find()
     except binaries.MissingBinaries as exc:
