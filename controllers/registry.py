@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import kopf
 
 from controllers.autoscaler.handlers import AutoscalerController
+from controllers.modeladapter.handlers import ModelAdapterController
 from controllers.runtime import Runtime
 
 Loop = Callable[[asyncio.Event], Awaitable[None]]
@@ -21,4 +22,7 @@ def register_all(registry: kopf.OperatorRegistry, rt: Runtime) -> list[Loop]:
     autoscaler = AutoscalerController(rt.settings.autoscaler, rt.api_client, rt.stats, rt.clock)
     autoscaler.register(registry)
     rt.controllers["autoscaler"] = autoscaler
-    return [autoscaler.run]
+    adapters = ModelAdapterController(rt.settings.modeladapter, rt.api_client, rt.stats, rt.clock)
+    adapters.register(registry)
+    rt.controllers["modeladapter"] = adapters
+    return [autoscaler.run, adapters.run]

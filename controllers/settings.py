@@ -35,6 +35,24 @@ class AutoscalerSettings:
 
 
 @dataclass(frozen=True)
+class ModelAdapterSettings:
+    tick_s: float = 1.0
+    """How often each namespace with ModelAdapters is reconciled: its pods listed, their engines'
+    GET /v1/models read (drift shows up within one tick), loads and unloads done. A change to a
+    ModelAdapter starts a round at once."""
+    request_timeout_s: float = 30.0
+    """Timeout of one call to an engine (load, unload, /v1/models); AIBrix uses 30 s."""
+    drain_s: float = 1.0
+    """A pod leaves the adapter's EndpointSlice this long before the adapter is unloaded from it."""
+    backoff_base_s: float = 1.0
+    """First retry delay of a load that failed on a retriable error; doubles up to backoff_cap_s,
+    with jitter (half the delay fixed, half random)."""
+    backoff_cap_s: float = 60.0
+    solve_time_s: float = 5.0
+    """Time limit of one LoRA placement solve (CP-SAT)."""
+
+
+@dataclass(frozen=True)
 class OperatorSettings:
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty with all_namespaces = cluster-wide."""
@@ -46,3 +64,4 @@ class OperatorSettings:
     """Port of /healthz (liveness), /readyz (readiness) and /metrics."""
     leader: LeaderSettings = field(default_factory=LeaderSettings)
     autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
+    modeladapter: ModelAdapterSettings = field(default_factory=ModelAdapterSettings)

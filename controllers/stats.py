@@ -20,3 +20,8 @@ class ControllerStats:
         self.scrape_failures = Counter("brix_autoscaler_scrape_failures",
                                        "Metric reads that failed (recorded as missing, never as zero)", labels,
                                        registry=r)
+        self.adapter_calls = Counter("brix_modeladapter_engine_calls", "Load and unload calls to engines",
+                                     [*labels, "action", "result"], registry=r)
+        self.adapter_ready = Gauge("brix_modeladapter_ready_replicas",
+                                   "Pods that list the adapter in GET /v1/models and are in its EndpointSlice",
+                                   labels, registry=r)

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="AIBrix GPU profile JSON (e.g. ../shared/data/profiles/simulator-llama2-7b-a100.json);"
                              " fits the step-time coefficients to it, memory comes from --gpu-type")
     parser.add_argument("--max-loras", type=int, default=4, help="most LoRA adapters loaded at once")
+    parser.add_argument("--check-lora-paths", action="store_true",
+                        help="refuse a /v1/load_lora_adapter whose lora_path is a local path (/... or file://) that"
+                             " does not exist, with vLLM's 404 'No adapter found'; off: any path loads")
     parser.add_argument("--kv-blocks", type=int, default=None,
                         help="KV cache blocks; default: sized from the GPU's memory like vLLM does")
     parser.add_argument("--block-size", type=int, default=16, help="tokens per KV cache block")
@@ -60,7 +63,8 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return Settings(
         port=args.port, host=args.host, model=args.model,
         served_model_names=tuple(args.served_model_name or ()), gpu_type=args.gpu_type,
-        profile_path=args.profile, max_loras=args.max_loras, kv_blocks=args.kv_blocks,
+        profile_path=args.profile, max_loras=args.max_loras,
+        check_lora_paths=args.check_lora_paths, kv_blocks=args.kv_blocks,
         block_size=args.block_size, max_num_seqs=args.max_num_seqs, max_model_len=args.max_model_len,
         speed=args.speed, seed=args.seed, fail_rate=args.fail_rate, v0_metrics=args.v0_metrics,
     )

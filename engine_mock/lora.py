@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -23,8 +24,9 @@ class LoraError(Exception):
 class LoraRegistry:
     """Up to `max_loras` adapters; loading one more is refused (unload one first)."""
 
-    def __init__(self, max_loras: int) -> None:
+    def __init__(self, max_loras: int, check_paths: bool = False) -> None:
         self.max_loras = max_loras
+        self.check_paths = check_paths
         self._adapters: dict[str, Adapter] = {}
 
     def __contains__(self, name: object) -> bool:
@@ -46,6 +48,10 @@ class LoraRegistry:
         if len(self._adapters) >= self.max_loras:
             raise LoraError(400, f"Cannot load LoRA adapter '{name}': {len(self._adapters)} adapters are loaded,"
                             f" the --max-loras limit; unload one first.", "InvalidUserInput")
+        local = path[len("file://"):] if path.startswith("file://") else path
+        if self.check_paths and local.startswith("/") and not os.path.exists(local):
+            # vLLM: "Loading lora <name> failed: No adapter found for <path>" as a 404 NotFoundError
+            raise LoraError(404, f"Loading lora {name} failed: No adapter found for {local}", "NotFoundError")
         self._adapters[name] = Adapter(name, path, now)
         return f"Success: LoRA adapter '{name}' added successfully."
 

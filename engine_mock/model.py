@@ -87,6 +87,8 @@ class Settings:
     gpu_type: str = "A100"
     profile_path: str | None = None
     max_loras: int = 4
+    check_lora_paths: bool = False
+    """A local lora_path that does not exist is refused (404), as vLLM does."""
     kv_blocks: int | None = None  # None: sized from the GPU profile
     block_size: int = 16
     max_num_seqs: int = 256

@@ -51,7 +51,7 @@ class EngineServer:
         blocks = settings.kv_blocks or profile.kv_blocks(settings.block_size)
         self.kv = KVCache(blocks, settings.block_size)
         self.engine = Engine(profile, self.kv, settings.max_num_seqs)
-        self.loras = LoraRegistry(settings.max_loras)
+        self.loras = LoraRegistry(settings.max_loras, settings.check_lora_paths)
         self.fault = Fault()
         self.names = settings.names
         self.created = int(time.time())

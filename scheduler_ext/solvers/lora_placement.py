@@ -50,6 +50,9 @@ class Problem:
     time_limit_s: float = 10.0
     seed: int = 0
     workers: int = 1
+    allowed: dict[str, list[str]] | None = None
+    """adapter -> the only pods it may be placed on (a ModelAdapter's podSelector); adapters not
+    named, or None, may go to every pod."""
     max_candidates: int | None = 24
     """Pods considered per adapter on large problems (None: all). Below this many pods the search is
     complete; above it each adapter may go to its current pods, the greedy plan's pods and
@@ -100,6 +103,12 @@ def share(adapter: Adapter) -> int:
 def validate(problem: Problem) -> None:
     pods = {p.name for p in problem.pods}
     adapters = {a.name for a in problem.adapters}
+    for name, allowed in (problem.allowed or {}).items():
+        if name not in adapters:
+            raise ProblemError(f"allowed names adapter {name!r}, which is not in adapters")
+        unknown = sorted(set(allowed) - pods)
+        if unknown:
+            raise ProblemError(f"allowed pods of adapter {name!r} name {unknown[0]!r}, which is not in pods")
     if len(pods) != len(problem.pods) or len(adapters) != len(problem.adapters):
         raise ProblemError("pod and adapter names must be unique")
     for p in problem.pods:
@@ -129,8 +138,11 @@ def solve(problem: Problem) -> Plan:
         if required(a) > len(problem.pods):
             return _infeasible(started, f"adapter {a.name} needs {required(a)} replicas but there are only "
                                         f"{len(problem.pods)} pods")
-        if required(a) and not any(p.memory_mib >= a.size_mib and p.slots > 0 for p in problem.pods):
+        if required(a) and not any(_fits(a, p) and _may(problem, a, p) for p in problem.pods):
             return _infeasible(started, f"adapter {a.name} ({a.size_mib} MiB) fits on no pod")
+        if required(a) > sum(1 for p in problem.pods if _may(problem, a, p)):
+            return _infeasible(started, f"adapter {a.name} needs {required(a)} replicas but only "
+                                        f"{sum(1 for p in problem.pods if _may(problem, a, p))} pods are allowed")
     hint = greedy(problem)
     candidates, restricted = _candidates(problem, hint)
     model = cp_model.CpModel()
@@ -192,6 +204,11 @@ def _fits(adapter: Adapter, pod: EnginePod) -> bool:
     return adapter.size_mib <= pod.memory_mib and pod.slots > 0
 
 
+def _may(problem: Problem, adapter: Adapter, pod: EnginePod) -> bool:
+    """The adapter may be placed on the pod (Problem.allowed)."""
+    return problem.allowed is None or adapter.name not in problem.allowed or pod.name in problem.allowed[adapter.name]
+
+
 def greedy(problem: Problem) -> dict[str, list[str]]:
     """A quick plan (also the solver's starting hint): keep current placements that fit, then add
     missing replicas, hottest adapters first, each to the least-loaded pod with room."""
@@ -203,6 +220,8 @@ def greedy(problem: Problem) -> dict[str, list[str]]:
     for pname, names in problem.current.items():
         for name in names:
             a = adapters[name]
+            if not _may(problem, a, pods[pname]):
+                continue
             if len(placed[pname]) < pods[pname].slots and mem[pname] + a.size_mib <= pods[pname].memory_mib:
                 placed[pname].append(name)
                 mem[pname] += a.size_mib
@@ -210,7 +229,8 @@ def greedy(problem: Problem) -> dict[str, list[str]]:
     for a in sorted(problem.adapters, key=lambda a: (-a.rate, a.name)):
         have = sum(1 for names in placed.values() if a.name in names)
         for _ in range(required(a) - have):
-            options = [p for p in pods if a.name not in placed[p] and len(placed[p]) < pods[p].slots
+            options = [p for p in pods if a.name not in placed[p] and _may(problem, a, pods[p])
+                       and len(placed[p]) < pods[p].slots
                        and mem[p] + a.size_mib <= pods[p].memory_mib]
             if not options:
                 break
@@ -245,18 +265,19 @@ def _candidates(problem: Problem, hint: dict[str, list[str]]) -> tuple[dict[str,
         rnd = random.Random(problem.seed)
     out: dict[str, list[str]] = {}
     for a in problem.adapters:
+        may = {p.name for p in problem.pods if _may(problem, a, p)}
         if a.rate <= 0 and a.min_replicas == 0:
-            out[a.name] = sorted(current[a.name])
+            out[a.name] = sorted(current[a.name] & may)
             continue
         if not restricted:
-            out[a.name] = [p.name for p in problem.pods if _fits(a, p)]
+            out[a.name] = [p.name for p in problem.pods if _fits(a, p) and p.name in may]
             continue
         assert limit is not None
         chosen = current[a.name] | hinted[a.name]
         chosen.update(p.name for p in by_load[:limit // 2] if _fits(a, p))
         chosen.update(p.name for p in rnd.sample(problem.pods, min(limit - limit // 2, len(problem.pods)))
                       if _fits(a, p))
-        out[a.name] = sorted(chosen)
+        out[a.name] = sorted(chosen & may)
     return out, restricted
 
 

@@ -62,3 +62,13 @@ def test_running_adapters_show_in_lora_requests_info(start_engine) -> None:  # t
     assert sum(1 for _ in stream) == 29
     labels = [k for k in eng.metrics() if k.startswith("vllm:lora_requests_info")]
     assert 'running_lora_adapters=""' in labels[0]
+
+
+def test_check_lora_paths_refuses_a_missing_local_path_like_vllm(start_engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    eng: EngineUnderTest = start_engine("--check-lora-paths")
+    status, body = post(eng.v1 + "/load_lora_adapter", {"lora_name": "gone", "lora_path": str(tmp_path / "nope")})
+    assert status == 404 and body["error"]["message"] == f"Loading lora gone failed: No adapter found for {tmp_path / 'nope'}"
+    assert "gone" not in {m["id"] for m in get(eng.v1 + "/models")[1]["data"]}
+    (tmp_path / "sql").mkdir()
+    assert post(eng.v1 + "/load_lora_adapter", {"lora_name": "sql", "lora_path": f"file://{tmp_path / 'sql'}"})[0] == 200
+    assert post(eng.v1 + "/load_lora_adapter", {"lora_name": "hf", "lora_path": "org/name"})[0] == 200

@@ -131,3 +131,18 @@ def test_large_problems_restrict_candidates_but_keep_every_constraint():
     check_constraints(problem, plan.placement)
     idle = {a.name for a in adapters if a.rate == 0 and a.min_replicas == 0}
     assert not [x for x in plan.loads if x[0] in idle]  # idle adapters are never loaded anywhere new
+
+
+def test_allowed_keeps_each_adapter_on_its_own_pods() -> None:
+    from scheduler_ext.solvers.lora_placement import Adapter, EnginePod, Problem, ProblemError, solve
+
+    pods = [EnginePod(n, 4, 1000) for n in ("a", "b", "c")]
+    plan = solve(Problem(pods, [Adapter("x", 10, 1.0, 2), Adapter("y", 10, 1.0, 1)],
+                         allowed={"x": ["b", "c"], "y": ["a"]}))
+    assert plan.feasible and sorted(p for p, names in plan.placement.items() if "x" in names) == ["b", "c"]
+    assert [p for p, names in plan.placement.items() if "y" in names] == ["a"]
+    too_few = solve(Problem(pods, [Adapter("x", 10, 1.0, 2)], allowed={"x": ["a"]}))
+    assert not too_few.feasible and "only 1 pods are allowed" in too_few.reason
+    import pytest
+    with pytest.raises(ProblemError, match="allowed pods of adapter 'x' name 'z'"):
+        solve(Problem(pods, [Adapter("x", 10, 1.0, 1)], allowed={"x": ["z"]}))
