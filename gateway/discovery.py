@@ -59,6 +59,7 @@ async def models_loop(session, store: EndpointStore, refresh_s: float, timeout_s
     reported: dict[str, bool] = {}
 
     async def one(eid: str) -> None:
+        asked_at = store.next_seq()
         cards = await fetch_models(session, eid, timeout_s)
         ok = cards is not None
         if reported.get(eid) != ok:
@@ -67,7 +68,7 @@ async def models_loop(session, store: EndpointStore, refresh_s: float, timeout_s
                models=",".join(sorted(str(c.get("id")) for c in cards or [])))
             reported[eid] = ok
         if ok:
-            store.set_models(eid, cards or [])
+            store.set_models(eid, cards or [], asked_at)
         else:
             store.set_unhealthy(eid)
 

@@ -1,6 +1,8 @@
 """Kubernetes discovery: watch pods labelled model.brix.dev/name; Ready pods with an IP become
-endpoints http://<podIP>:<model.brix.dev/port or 8000>. The blocking watch of the official
-client runs in a worker thread and hands events to the event loop."""
+endpoints http://<podIP>:<model.brix.dev/port or 8000>. Also watch the EndpointSlices that the
+ModelAdapter controller writes (label adapter.model.brix.dev/name): an adapter is routed to the
+pods its slice lists, at once, and to no other (gateway/store.py). The blocking watches of the
+official client run in worker threads and hand events to the event loop."""
 
 from __future__ import annotations
 
@@ -17,6 +19,22 @@ log = logging.getLogger(__name__)
 MODEL_LABEL = "model.brix.dev/name"
 PORT_LABEL = "model.brix.dev/port"
 DEFAULT_PORT = 8000
+ADAPTER_LABEL = "adapter.model.brix.dev/name"
+
+
+def slice_endpoints(eps: Any) -> tuple[str | None, list[str]]:
+    """(adapter name, endpoint URLs of its ready addresses) for a V1EndpointSlice (or a dict)."""
+    meta = _get(eps, "metadata")
+    adapter = (_get(meta, "labels") or {}).get(ADAPTER_LABEL)
+    ports = _get(eps, "ports") or []
+    port = _get(ports[0], "port") if ports else None
+    urls = []
+    for ep in _get(eps, "endpoints") or []:
+        cond = _get(ep, "conditions")
+        if cond is not None and _get(cond, "ready") is False:
+            continue
+        urls += [f"http://{addr}:{port or DEFAULT_PORT}" for addr in _get(ep, "addresses") or []]
+    return adapter, urls
 
 
 def pod_endpoint(pod: Any) -> tuple[str | None, bool]:
@@ -83,6 +101,59 @@ class KubernetesDiscovery:
         self._sync = sync
         self._thread = threading.Thread(target=self._watch, args=(loop, apply), name="k8s-pod-watch", daemon=True)
         self._thread.start()
+
+        slices: dict[str, str] = {}      # slice uid -> adapter
+
+        def apply_slice(kind: str, uid: str, adapter: str | None, urls: list[str]) -> None:
+            if adapter is None:
+                return
+            if kind == "DELETED":
+                slices.pop(uid, None)
+                store.drop_adapter(adapter)
+            else:
+                slices[uid] = adapter
+                store.set_adapter_endpoints(adapter, urls)
+            kv(log, "adapter endpoints", adapter=adapter, endpoints=",".join(urls) or "-", event=kind)
+
+        def sync_slices(uids: set[str]) -> None:
+            for uid in [u for u in slices if u not in uids]:
+                apply_slice("DELETED", uid, slices[uid], [])
+
+        self._slice_thread = threading.Thread(target=self._watch_slices, args=(loop, apply_slice, sync_slices),
+                                              name="k8s-slice-watch", daemon=True)
+        self._slice_thread.start()
+
+    def _watch_slices(self, loop: asyncio.AbstractEventLoop, apply: Any, sync: Any) -> None:
+        from kubernetes import client, watch
+
+        api = client.DiscoveryV1Api(self.api_client)
+        fn = api.list_namespaced_endpoint_slice if self.namespace else api.list_endpoint_slice_for_all_namespaces
+        args = (self.namespace,) if self.namespace else ()
+        resource_version = None
+        while not self._stop.is_set():
+            try:
+                if resource_version is None:
+                    items = fn(*args, label_selector=ADAPTER_LABEL)
+                    for eps in items.items:
+                        loop.call_soon_threadsafe(apply, "ADDED", eps.metadata.uid, *slice_endpoints(eps))
+                    loop.call_soon_threadsafe(sync, {e.metadata.uid for e in items.items})
+                    resource_version = items.metadata.resource_version
+                w = watch.Watch()
+                for event in w.stream(fn, *args, label_selector=ADAPTER_LABEL, timeout_seconds=5,
+                                      resource_version=resource_version):
+                    if self._stop.is_set():
+                        w.stop()
+                        break
+                    eps = event["object"]
+                    resource_version = eps.metadata.resource_version or resource_version
+                    loop.call_soon_threadsafe(apply, event["type"], eps.metadata.uid, *slice_endpoints(eps))
+            except Exception as exc:  # noqa: BLE001 - keep watching; the API may come back
+                if self._stop.is_set():
+                    break
+                kv(log, "endpointslice watch failed; retrying", logging.WARNING, error=type(exc).__name__,
+                   status=getattr(exc, "status", None))
+                resource_version = None
+                self._stop.wait(1.0)
 
     def _watch(self, loop: asyncio.AbstractEventLoop, apply: Any) -> None:
         from kubernetes import client, watch

@@ -23,6 +23,8 @@ class _Entry:
     reachable: bool = True           # false after repeated scrape or connect failures
     healthy: bool = True             # false while /health answers 5xx or /v1/models fails
     models_known: bool = False
+    models_seq: int = 0              # store.seq when the /v1/models answer in `models` was asked for
+    routed: frozenset[str] = frozenset()   # models routed here: `models` with ModelAdapters' slices applied
 
 
 class EndpointStore:
@@ -35,6 +37,10 @@ class EndpointStore:
         # Kubernetes discovery has listed pods at least once: the gateway knows what exists, so it
         # is ready to take requests even while no engine is (it answers 503 or holds them)
         self.discovered = False
+        # adapters that ModelAdapters manage: adapter -> (endpoints its EndpointSlice lists, store.seq
+        # of that slice, slice still exists). For those the slice, not /v1/models, says where to route.
+        self._managed: dict[str, tuple[frozenset[str], int, bool]] = {}
+        self.seq = 0
 
     # ---- discovery side ------------------------------------------------------------------
     def set_endpoints(self, ids: Iterable[str]) -> None:
@@ -59,17 +65,50 @@ class EndpointStore:
         if self._entries.pop(eid, None) is not None:
             self._reindex()
 
-    def set_models(self, eid: str, cards: list[dict[str, object]]) -> None:
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def set_models(self, eid: str, cards: list[dict[str, object]], asked_at: int | None = None) -> None:
+        """The endpoint's GET /v1/models answer; `asked_at` = next_seq() taken before asking."""
         entry = self._entries.get(eid)
         if entry is None:
             return
         models = frozenset(str(c.get("id")) for c in cards if c.get("id"))
         entry.model_cards = tuple(cards)
         entry.models_known = True
-        if models != entry.models or not entry.healthy:
+        entry.models_seq = asked_at if asked_at is not None else self.next_seq()
+        if models != entry.models or not entry.healthy or self._managed:
             entry.models = models
             entry.healthy = True
             self._reindex()
+
+    def set_adapter_endpoints(self, adapter: str, eids: Iterable[str]) -> None:
+        """A ModelAdapter's EndpointSlice lists these endpoints: the adapter is routed there at once
+        (the operator verified it in /v1/models), and nowhere else."""
+        self._managed[adapter] = (frozenset(eids), self.next_seq(), True)
+        self._reindex()
+
+    def drop_adapter(self, adapter: str) -> None:
+        """The slice is gone: route the adapter nowhere until each endpoint's next /v1/models says so."""
+        if adapter in self._managed:
+            self._managed[adapter] = (frozenset(), self.next_seq(), False)
+            self._reindex()
+
+    def _routed(self, e: _Entry) -> frozenset[str]:
+        if not self._managed:
+            return e.models
+        out = set(e.models)
+        for adapter, (eids, seq, alive) in self._managed.items():
+            fresh = e.models_known and e.models_seq > seq      # /v1/models asked after the slice changed
+            if e.id in eids:
+                if fresh and adapter not in e.models:          # e.g. the engine restarted since
+                    out.discard(adapter)
+                else:
+                    out.add(adapter)
+            elif alive or not fresh:
+                out.discard(adapter)
+        return frozenset(out)
 
     def set_unhealthy(self, eid: str) -> None:
         entry = self._entries.get(eid)
@@ -102,7 +141,8 @@ class EndpointStore:
     def _reindex(self) -> None:
         by_model: dict[str, list[str]] = {}
         for e in self._entries.values():
-            for m in e.models:
+            e.routed = self._routed(e)
+            for m in e.routed:
                 by_model.setdefault(m, []).append(e.id)
         self._by_model = {m: tuple(ids) for m, ids in by_model.items()}
         self._seen_models.update(by_model)
@@ -126,7 +166,7 @@ class EndpointStore:
             e = self._entries[eid]
             if eid in exclude or not (e.discovered_ready and e.reachable and e.healthy):
                 continue
-            out.append(EndpointState(eid, e.models, e.metrics, inflight.get(eid, 0), True))
+            out.append(EndpointState(eid, e.routed, e.metrics, inflight.get(eid, 0), True))
         return out
 
     def acquire(self, eid: str) -> None:
@@ -152,5 +192,5 @@ class EndpointStore:
         return list(seen.values())
 
     def describe(self) -> list[dict[str, object]]:
-        return [{"endpoint": e.id, "ready": e.discovered_ready and e.reachable and e.healthy, "models": sorted(e.models),
+        return [{"endpoint": e.id, "ready": e.discovered_ready and e.reachable and e.healthy, "models": sorted(e.routed),
                  "in_flight": self._in_flight.get(e.id, 0)} for e in self._entries.values()]

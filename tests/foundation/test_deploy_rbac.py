@@ -148,8 +148,8 @@ def test_the_gateway_role_is_what_the_gateway_calls(api: K8sApi, brix_process, t
     brix_process("gateway", "gateway", "--kubernetes", "--namespace", "default", "--port", str(port),
                  "--kubeconfig", kubeconfig(tmp_path / "kc", api.url, token),
                  ready_url=f"http://127.0.0.1:{port}/healthz")
-    wait_for(lambda: ("", "pods", "watch") in {c[:3] for c in calls(api, token)},
-             "the gateway never watched pods")
+    wait_for(lambda: {("", "pods", "watch"), ("discovery.k8s.io", "endpointslices", "watch")}
+             <= {c[:3] for c in calls(api, token)}, "the gateway never watched pods and EndpointSlices")
     objects = [dict(o, metadata={**o["metadata"], "namespace": o["metadata"].get("namespace", "default")})
                if o["kind"] in ("Role", "RoleBinding", "ServiceAccount") else o for o in render(DEPLOY / "gateway")]
     compare(calls(api, token), rules_of("brix-gateway", "default", objects), "brix gateway")
