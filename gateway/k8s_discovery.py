@@ -33,8 +33,18 @@ def slice_endpoints(eps: Any) -> tuple[str | None, list[str]]:
         cond = _get(ep, "conditions")
         if cond is not None and _get(cond, "ready") is False:
             continue
-        urls += [f"http://{addr}:{port or DEFAULT_PORT}" for addr in _get(ep, "addresses") or []]
+        urls += [f"http://{_pod_ip(addr)}:{port or DEFAULT_PORT}" for addr in _get(ep, "addresses") or []]
     return adapter, urls
+
+
+def _pod_ip(address: str) -> str:
+    """An IPv4 slice address, or a pod DNS name a-b-c-d.<ns>.pod.cluster.local from an FQDN slice (the
+    local cluster's 127.x pod IPs may not appear in IPv4 slices) -> the IP."""
+    head, _, rest = address.partition(".")
+    parts = head.split("-")
+    if ".pod." in f".{rest}." and len(parts) == 4 and all(p.isdigit() for p in parts):
+        return ".".join(parts)
+    return address
 
 
 def pod_endpoint(pod: Any) -> tuple[str | None, bool]:

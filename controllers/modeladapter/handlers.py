@@ -202,7 +202,8 @@ class ModelAdapterController:
 
     async def _slice(self, ns: str, a: AdapterView, serve: list[PodView], pods: list[PodView]) -> None:
         port = resources.port_of(serve or [p for p in pods if p.name in a.instances])
-        body = resources.endpoint_slice(a, ns, serve, port)
+        loopback = any((p.ip or "").startswith("127.") for p in pods)
+        body = resources.endpoint_slice(a, ns, serve, port, loopback)
         said = (port, tuple((e["addresses"][0], e["targetRef"]["name"]) for e in body["endpoints"]))
         if self.slices.get(a.uid) == said:
             return

@@ -175,6 +175,7 @@ class State:
     backoff: dict[tuple[str, str], Attempt] = field(default_factory=dict)      # (adapter, pod)
     draining: dict[tuple[str, str], float] = field(default_factory=dict)       # (adapter, pod) -> since
     failed: dict[str, tuple[int, str]] = field(default_factory=dict)           # adapter -> (generation, msg)
+    unready_since: dict[str, float] = field(default_factory=dict)              # pod -> first seen not usable
 
 
 def pod_view(pod: dict[str, Any]) -> PodView:

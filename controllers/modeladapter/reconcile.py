@@ -32,6 +32,9 @@ class Settings:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 60.0
     solve_time_s: float = 5.0
+    unready_grace_s: float = 30.0
+    """A placed pod that stops answering or turns unready (an engine restart) keeps its adapters this
+    long; they are loaded again when it is back, and moved elsewhere only after that."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,15 @@ def plan(adapters: list[AdapterView], pods: list[PodView], state: State, now: fl
     active: list[AdapterView] = []
     current: dict[str, list[str]] = {}
     allowed: dict[str, list[str]] = {}
+    need: dict[str, int] = {}
+    held: dict[str, list[str]] = {}
+    for p in pods:
+        if p.usable:
+            state.unready_since.pop(p.name, None)
+        elif not p.deleting:
+            state.unready_since.setdefault(p.name, now)
+    for name in [n for n in state.unready_since if n not in by_name]:
+        del state.unready_since[name]
     for a in adapters:
         if a.deleting or is_failed(a, state):
             placement[a.name] = ()
@@ -107,9 +119,14 @@ def plan(adapters: list[AdapterView], pods: list[PodView], state: State, now: fl
             continue
         ok = eligible(a, pods)
         names = [p.name for p in ok]
-        want = a.spec.replicas if a.spec.replicas is not None else len(ok)
+        # placed pods in their grace period (restarting engines) keep the adapter and count
+        held[a.name] = [p for p in a.instances if p in by_name and not by_name[p].deleting
+                        and not by_name[p].usable and a.spec.selector.matches(by_name[p].labels)
+                        and now - state.unready_since.get(p, now) < settings.unready_grace_s]
+        want = a.spec.replicas if a.spec.replicas is not None else len(ok) + len(held[a.name])
         desired[a.name] = want
-        count = min(want, len(ok))
+        count = min(want - len(held[a.name]), len(ok))
+        need[a.name] = count
         have = [p for p in a.instances if p in names]
         have += [p.name for p in ok if p.loaded and a.name in p.loaded and p.name not in have]
         current[a.name] = have[:count]
@@ -119,23 +136,26 @@ def plan(adapters: list[AdapterView], pods: list[PodView], state: State, now: fl
                                             + (f" and serves baseModel {a.spec.base_model}" if a.spec.base_model else "")
                                             + " while Ready, not being deleted and answering GET /v1/models with "
                                               "LoRA enabled (--max-loras >= 1)")
-        elif want > len(ok):
+        elif want > len(ok) + len(held[a.name]):
             scheduling[a.name] = Scheduling(False, "NotEnoughPods",
                                             f"spec.replicas is {want} but only {len(ok)} pods are eligible")
-        if count:
+        if count > 0:
             active.append(a)
         else:
             placement[a.name] = ()
     out = Plan(placement, desired, scheduling)
     if active:
-        _place(out, active, pods, owned, current, allowed, settings)
+        _place(out, active, pods, owned, current, allowed, need, settings)
+    for name, pods_held in held.items():
+        if pods_held:
+            out.placement[name] = tuple(sorted(set(out.placement.get(name, ())) | set(pods_held)))
     out.actions = _actions(adapters, pods, out.placement, owned, state, now, settings)
     return out
 
 
 def _place(out: Plan, active: list[AdapterView], pods: list[PodView], owned: set[str],
-           current: dict[str, list[str]], allowed: dict[str, list[str]], settings: Settings) -> None:
-    want = {a.name: min(out.desired[a.name], len(allowed[a.name])) for a in active}
+           current: dict[str, list[str]], allowed: dict[str, list[str]], want: dict[str, int],
+           settings: Settings) -> None:
     if all(len(current[a.name]) == want[a.name] for a in active):
         for a in active:
             out.placement[a.name] = tuple(sorted(current[a.name]))

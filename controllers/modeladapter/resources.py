@@ -30,11 +30,18 @@ def service(a: AdapterView, namespace: str, port: int) -> dict[str, Any]:
                      "ports": [{"name": "http", "port": port, "targetPort": port, "protocol": "TCP"}]}}
 
 
-def endpoint_slice(a: AdapterView, namespace: str, pods: list[PodView], port: int) -> dict[str, Any]:
+def address(ip: str, namespace: str, loopback: bool) -> str:
+    """The API server refuses loopback IPs in IPv4 slices; the local cluster's pods live on 127.x, so
+    there the slice is FQDN and lists each pod by its cluster DNS name, a-b-c-d.<ns>.pod.cluster.local."""
+    return f"{ip.replace('.', '-')}.{namespace}.pod.cluster.local" if loopback else ip
+
+
+def endpoint_slice(a: AdapterView, namespace: str, pods: list[PodView], port: int, loopback: bool) -> dict[str, Any]:
     meta = _meta(a, namespace, a.spec.base_model if a.spec else None)
     meta["labels"].update({"kubernetes.io/service-name": a.name, "endpointslice.kubernetes.io/managed-by": MANAGED_BY})
-    endpoints = [{"addresses": [p.ip], "conditions": {"ready": True},
+    endpoints = [{"addresses": [address(p.ip or "", namespace, loopback)], "conditions": {"ready": True},
                   "targetRef": {"kind": "Pod", "name": p.name, "namespace": namespace, "uid": p.uid}}
                  for p in sorted(pods, key=lambda p: p.name) if p.port == port]
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta, "addressType": "IPv4",
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta,
+            "addressType": "FQDN" if loopback else "IPv4",
             "endpoints": endpoints, "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}

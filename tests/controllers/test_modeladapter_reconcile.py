@@ -168,3 +168,18 @@ def test_adapters_are_balanced_across_pods_by_the_solver() -> None:
 def test_bad_specs_name_the_field(spec: dict, field: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(SpecError, match=field.replace("[", r"\[").replace("]", r"\]")):
         parse_spec({**SPEC, **spec})
+
+
+def test_a_restarting_engine_keeps_its_adapter_through_the_grace_period_then_it_moves() -> None:
+    state, s = State(), Settings(unready_grace_s=30.0)
+    a = adapter(replicas=2, instances=("a", "b"))
+    down = [pod("a", ("sql",)), PodView("b", "uid-b", "127.0.0.9", 8000, {"app": "llama"}, ready=False,
+                                        deleting=False), pod("c")]
+    out = plan([a], down, state, T0, s)
+    assert out.placement["sql"] == ("a", "b") and not out.actions       # b restarting: wait for it
+    back = plan([a], [pod("a", ("sql",)), pod("b", ()), pod("c")], state, T0 + 5, s)
+    assert loads(back) == [("sql", "b")]                                # back, empty: loaded again there
+    state2 = State()
+    plan([a], down, state2, T0, s)
+    late = plan([a], down, state2, T0 + 31, s)
+    assert late.placement["sql"] == ("a", "c") and loads(late) == [("sql", "c")]
