@@ -82,18 +82,6 @@ class Informer:
                 self.stop_event.wait(self.retry_s)
 
 
-def create_binding(api_client: Any, namespace: str, name: str, uid: str, node: str) -> None:
-    """POST pods/{name}/binding (blocking; run it in an executor)."""
-    from kubernetes import client
-
-    body = client.V1Binding(
-        metadata=client.V1ObjectMeta(name=name, namespace=namespace, uid=uid),
-        target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
-    )
-    # _preload_content=False: the generated client cannot deserialize the Status the API returns
-    client.CoreV1Api(api_client).create_namespaced_pod_binding(name, namespace, body, _preload_content=False)
-
-
 def load_api_client(kubeconfig: str | None) -> Any:
     from kubernetes import client, config
 

@@ -76,6 +76,7 @@ class Extender:
         self.cache = cache
         self.targets = targets
         self.api_client = api_client
+        self.binder: Any = None  # scheduler_ext.binder.Binder, made on the first /bind in Kubernetes mode
         self.metrics = Metrics()
         self.informer: Any = None
         self._synced: set[str] = set()
@@ -210,16 +211,14 @@ class Extender:
                 return _error(f"pod {args.pod_namespace}/{args.pod_name} no longer fits on {args.node}: "
                               + "; ".join(short))
         if self.api_client is not None:
-            from scheduler_ext.informer import create_binding
+            from scheduler_ext.binder import Binder, BindError
 
-            loop = asyncio.get_running_loop()
+            if self.binder is None:
+                self.binder = Binder(self.api_client.configuration)
             try:
-                await loop.run_in_executor(None, create_binding, self.api_client, args.pod_namespace,
-                                           args.pod_name, args.pod_uid, args.node)
-            except Exception as exc:  # noqa: BLE001 - the API's answer goes back to kube-scheduler
-                status = getattr(exc, "status", "")
-                return _error(f"binding {args.pod_namespace}/{args.pod_name} to {args.node} failed: "
-                              f"{status} {getattr(exc, 'reason', exc)}".strip())
+                await self.binder.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node)
+            except BindError as exc:  # the API's answer goes back to kube-scheduler
+                return _error(f"binding {args.pod_namespace}/{args.pod_name} to {args.node} failed: {exc}")
             self.cache.bind_pending(args.pod_uid, args.node)  # assumed until the informer confirms
         else:
             if state is None:
@@ -460,6 +459,8 @@ async def serve(settings: Settings) -> None:
         if ext.informer is not None:
             ext.informer.stop()
         await runner.cleanup()
+        if ext.binder is not None:
+            await ext.binder.close()
 
 
 def _solve_workloads(ext: Extender, settings: Settings) -> None:

@@ -223,6 +223,8 @@ class ControlPlane:
             f"--service-account-private-key-file={self._pki.sa_key}", f"--root-ca-file={self._pki.ca_cert}",
             f"--cluster-signing-cert-file={self._pki.ca_cert}", f"--cluster-signing-key-file={self._pki.ca_key}",
             "--profiling=false", "--v=1",
+            # its default 20 QPS takes minutes to lift the not-ready taint of 1,000 new nodes
+            "--kube-api-qps=200", "--kube-api-burst=400",
             # pods of the node agent are local processes; garbage-collect finished ones quickly
             "--terminated-pod-gc-threshold=100",
         ])
