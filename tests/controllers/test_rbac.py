@@ -37,8 +37,26 @@ def autoscaler(api: K8sApi, name: str, kind: str) -> None:
                                                        "targetValue": 4}]}})
 
 
+def lora_engine(api: K8sApi, brix_process) -> str:  # type: ignore[no-untyped-def]
+    """An engine-mock standing in for a Ready engine pod of the emulator; returns its URL."""
+    port = procs.free_port()
+    brix_process("engine", "engine-mock", "--port", str(port), "--model", "llama",
+                 ready_url=f"http://127.0.0.1:{port}/health")
+    core = api.core_v1()
+    core.create_namespaced_pod("default", {"metadata": {"name": "engine", "labels": {
+        "app": "lora", "model.brix.dev/name": "llama", "model.brix.dev/port": str(port)}},
+        "spec": {"containers": [{"name": "engine", "image": "brix"}]}})
+    core.patch_namespaced_pod_status("engine", "default", {"status": {
+        "phase": "Running", "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}})
+    return f"http://127.0.0.1:{port}"
+
+
 def test_the_controllers_role_is_what_the_operator_calls(brix_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with K8sApi(request_log=100_000) as api:
+        lora_engine(api, brix_process)
+        api.custom().create_namespaced_custom_object("model.brix.dev", "v1alpha1", "default", "modeladapters", {
+            "apiVersion": "model.brix.dev/v1alpha1", "kind": "ModelAdapter", "metadata": {"name": "sql"},
+            "spec": {"podSelector": {"matchLabels": {"app": "lora"}}, "artifactURL": "huggingface://org/sql"}})
         apps = api.apps_v1()
         spec = {"replicas": 1, "selector": {"matchLabels": LABELS}, "template": TEMPLATE}
         apps.create_namespaced_deployment("default", {"metadata": {"name": "llama"}, "spec": spec})
@@ -59,6 +77,15 @@ def test_the_controllers_role_is_what_the_operator_calls(brix_process, tmp_path:
             return (apps.read_namespaced_deployment_scale("llama", "default").spec.replicas == 2
                     and apps.read_namespaced_stateful_set_scale("llama-sts", "default").spec.replicas == 2)
         wait_for(scaled, "the operator never scaled both targets to minReplicas 2")
+
+        def adapter_phase() -> str:
+            return (api.custom().get_namespaced_custom_object("model.brix.dev", "v1alpha1", "default",
+                                                              "modeladapters", "sql").get("status") or {}).get("phase", "")
+        wait_for(lambda: adapter_phase() == "Running", "the operator never loaded the ModelAdapter", timeout=30)
+        # deleted: the slice drops the pod (patch), the adapter is unloaded, the finalizer goes (patch)
+        api.custom().delete_namespaced_custom_object("model.brix.dev", "v1alpha1", "default", "modeladapters", "sql")
+        wait_for(lambda: ("discovery.k8s.io", "endpointslices", "patch") in {c[:3] for c in operator_calls(api, token)},
+                 "the operator never updated the adapter's EndpointSlice", timeout=30)
         wanted = {("autoscaling.brix.dev", "podautoscalers", "watch"), ("coordination.k8s.io", "leases", "update")}
         wait_for(lambda: wanted <= {c[:3] for c in operator_calls(api, token)},
                  "the operator never watched PodAutoscalers or renewed its Lease", timeout=30)
