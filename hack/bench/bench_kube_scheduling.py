@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import signal
 import statistics
@@ -111,8 +112,11 @@ def run(mode: str, args: argparse.Namespace, workdir: Path) -> dict:
         plane.stop_scheduler()
         created_s = asyncio.run(create(plane.kubeconfig, args.pods))
         t0 = time.monotonic()
+        before = cpu_seconds({**{p.name: p.pid for p in started}, **{n: p.pid for n, p in plane.processes.items()}})
         plane.start_scheduler()
         result = {"created_s": created_s, **asyncio.run(wait_bound(plane.kubeconfig, args.pods, t0, args.timeout))}
+        after = cpu_seconds({**{p.name: p.pid for p in started}, **{n: p.pid for n, p in plane.processes.items()}})
+        result["cpu_s_while_scheduling"] = {k: round(v - before.get(k, 0.0), 1) for k, v in after.items()}
         result["rss_mib"] = plane.rss_mib()
         if extender is not None:
             result["extender_ms"] = extender_latencies(extender.log_path)
@@ -121,6 +125,18 @@ def run(mode: str, args: argparse.Namespace, workdir: Path) -> dict:
         for proc in reversed(started):
             proc.stop()
         plane.stop()
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """user + system CPU seconds of each process so far, from /proc/<pid>/stat."""
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def extender_latencies(log: Path) -> dict[str, dict[str, float]]:

@@ -55,6 +55,10 @@ def test_routes_to_ready_labelled_pods_only(k8s_api, start_engines, start_gatewa
                                                        extra_headers={"routing-strategy": "random"})
                 .headers["x-brix-endpoint"] for i in range(n)}
 
+    # /readyz answers once discovery has listed the pods; the model is known once the Ready pod's
+    # /v1/models was read
+    wait_for(lambda: any(m.id == "mock-llm" for m in c.models.list().data),
+             "the gateway never learnt the model of the Ready pod")
     assert endpoints_used() == {engines[0].url}
     # engine-b turns Ready: both get traffic
     set_ready(core, "engine-b", True)
