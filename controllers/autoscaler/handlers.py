@@ -206,6 +206,8 @@ class AutoscalerController:
         conds = set_condition(t.conditions, "AbleToScale", True, "SucceededRescale" if d.desired != current
                               else "ReadyForNewScale", "the target's /scale can be read and written", now)
         if d.desired != current:
+            if not await self._still_exists(t):
+                return
             try:
                 await asyncio.to_thread(self.targets.write_scale, ns, spec.target_api_version, spec.target_kind,
                                         spec.target_name, d.desired)
@@ -246,9 +248,42 @@ class AutoscalerController:
                                 "activeSchedule": d.schedule},
             "observedGeneration": t.body["metadata"].get("generation"), "state": t.state.to_json()})
 
+    async def _still_exists(self, t: Tracked) -> bool:
+        """Whether this very PodAutoscaler (same uid) still exists; if not, it is forgotten.
+
+        A watch that expired (410 Gone) is re-listed by kopf, and the re-list brings no DELETED event
+        for an autoscaler deleted in the gap: read before every /scale write (rare), so that a deleted
+        or replaced autoscaler never scales its target again."""
+        meta = t.body["metadata"]
+        try:
+            obj = await asyncio.to_thread(self.custom.get_namespaced_custom_object, GROUP, VERSION,
+                                          meta["namespace"], PLURAL, meta["name"])
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            obj = None
+        if obj is not None and (obj.get("metadata") or {}).get("uid") == meta.get("uid"):
+            return True
+        self._forget(t)
+        return False
+
+    def _forget(self, t: Tracked) -> None:
+        meta = t.body["metadata"]
+        if self.tracked.pop(meta.get("uid"), None) is not None:
+            kv(log, "PodAutoscaler gone: forgotten", namespace=meta.get("namespace"), name=meta.get("name"),
+               uid=meta.get("uid"))
+
     async def _write_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
-        await asyncio.to_thread(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, ns, PLURAL,
-                                name, {"status": status})
+        try:
+            await asyncio.to_thread(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, ns, PLURAL,
+                                    name, {"status": status})
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            # deleted while the watch was expired (see _still_exists)
+            for t in [t for t in self.tracked.values() if t.body["metadata"].get("namespace") == ns
+                      and t.body["metadata"].get("name") == name]:
+                self._forget(t)
 
 
 def _has(conditions: list[dict[str, Any]], ctype: str, status: str, message: str) -> bool:

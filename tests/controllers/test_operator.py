@@ -18,7 +18,7 @@ from tests.controllers.conftest import (
     operator_settings,
     running_operator,
 )
-from tests.k8s_api import K8sApi
+from tests.k8s_api import K8sApi, Route
 
 LABELS = {"app": "llama"}
 
@@ -34,8 +34,8 @@ async def http_get(url: str) -> str:
     return await asyncio.to_thread(fetch)
 
 
-def replicas(api: K8sApi) -> int:
-    return int(api.apps_v1().read_namespaced_deployment_scale("llama", "default").spec.replicas)
+def replicas(api: K8sApi, name: str = "llama") -> int:
+    return int(api.apps_v1().read_namespaced_deployment_scale(name, "default").spec.replicas)
 
 
 def status(api: K8sApi, name: str = "pa") -> dict[str, Any]:
@@ -175,3 +175,49 @@ async def test_an_external_source_is_a_total_for_the_whole_target(k8s_api: K8sAp
             await eventually(lambda: replicas(k8s_api) == 4, "ceil(35 / 10) = 4 replicas")
     finally:
         await runner.cleanup()
+
+
+async def test_an_expired_watch_410_is_relisted_and_the_decider_state_kept(k8s_api: K8sApi, fake_pods: FakePods) -> None:
+    deployment(k8s_api)
+    deployment(k8s_api, "other")
+    await fake_pods.add("llama-0", "127.0.0.2", 30.0, LABELS)
+    autoscaler(k8s_api, "pa", fake_pods.port, windows={"stableSeconds": 30, "panicSeconds": 2})
+    autoscaler(k8s_api, "gone", fake_pods.port, scaleTargetRef={"apiVersion": "apps/v1", "kind": "Deployment",
+                                                               "name": "other"}, minReplicas=2)
+    async with running_operator(k8s_api, operator_settings()):
+        await eventually(lambda: status(k8s_api).get("panic") is True and replicas(k8s_api) == 3, "panic at 3")
+        await eventually(lambda: replicas(k8s_api, "other") == 2, "the second autoscaler at its minimum")
+        fake_pods.values["llama-0"] = 1.0                              # the burst is over: panic holds 3
+        await asyncio.sleep(2.5)
+        before = status(k8s_api)
+        # etcd compacted under the operator's watch of PodAutoscalers: the stream ends with 410 Gone
+        # and its resourceVersion cannot be resumed from; "gone" is deleted before the re-list, so its
+        # DELETED event is never sent
+        def compact_then_delete() -> None:
+            assert k8s_api.kmock is not None
+            k8s_api.kmock.expire_watches("autoscaling.brix.dev", "podautoscalers")
+            k8s_api.kmock._store.delete(k8s_api.kmock._store.types[("autoscaling.brix.dev", "podautoscalers")],
+                                        Route("autoscaling.brix.dev", "v1alpha1", "podautoscalers", "default",
+                                              "gone", None), None)
+        last = list(k8s_api.kmock or [])[-1]
+        k8s_api.call(compact_then_delete)
+        await asyncio.sleep(2)
+        log = list(k8s_api.kmock or [])
+        since = next((i + 1 for i, r in enumerate(log) if r is last), 0)   # the log keeps the last 200
+        relists = [r for r in log[since:] if r.url.path.endswith("/podautoscalers")
+                   and str(r.method).upper().endswith("GET") and r.params.get("watch") != "true"]
+        assert relists, "no re-list of PodAutoscalers after the 410"
+        after = status(k8s_api)
+        assert replicas(k8s_api) == 3 and after["panic"] is True, "the panic was forgotten on the re-list"
+        assert after["state"]["panicSince"] == before["state"]["panicSince"]
+        assert after["state"]["maxPanicPods"] == 3
+        # still watching: a spec change made after the 410 is followed
+        k8s_api.custom().patch_namespaced_custom_object("autoscaling.brix.dev", "v1alpha1", "default",
+                                                        "podautoscalers", "pa", {"spec": {"minReplicas": 4}})
+        await eventually(lambda: replicas(k8s_api) == 4, "the new minReplicas after the 410", 10)
+        st = status(k8s_api)
+        assert [(d["from"], d["to"]) for d in st["lastDecisions"]] == [(1, 3), (3, 4)]
+        # the autoscaler deleted during the gap no longer scales its target
+        k8s_api.apps_v1().patch_namespaced_deployment_scale("other", "default", {"spec": {"replicas": 1}})
+        await asyncio.sleep(3)
+        assert replicas(k8s_api, "other") == 1, "an autoscaler deleted while the watch was expired still scales"

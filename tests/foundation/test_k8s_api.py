@@ -215,6 +215,29 @@ def test_watch_resumes_from_a_resource_version_and_expired_versions_get_410(api:
         assert gone.value.status == 410
 
 
+def test_expired_watches_end_with_410_and_a_fresh_list_watches_on(api: K8sApi) -> None:
+    """As after an etcd compaction: open watches get ERROR 410, old versions too; a re-list works."""
+    core = api.core_v1()
+    core.create_namespaced_config_map("default", {"metadata": {"name": "before"}})
+    old_rv = core.list_namespaced_config_map("default").metadata.resource_version
+    core.create_namespaced_config_map("default", {"metadata": {"name": "during"}})
+    with pytest.raises(ApiException) as gone:
+        collect(api, core.list_namespaced_config_map, "default", resource_version=old_rv, until=5,
+                writes=lambda: api.expire_watches("", "configmaps"))
+    assert gone.value.status == 410 and "Expired" in str(gone.value.reason)
+    with pytest.raises(ApiException) as again:   # the old version cannot be resumed from any more
+        collect(api, core.list_namespaced_config_map, "default", resource_version=old_rv, until=1)
+    assert again.value.status == 410
+    listed = core.list_namespaced_config_map("default")
+    assert sorted(c.metadata.name for c in listed.items) == ["before", "during"]
+    events = collect(api, core.list_namespaced_config_map, "default", resource_version=listed.metadata.resource_version,
+                     until=1, writes=lambda: core.create_namespaced_config_map("default", {"metadata": {"name": "after"}}))
+    assert events == [("ADDED", "after")]
+    pods = collect(api, core.list_namespaced_pod, "default", resource_version=old_rv, until=1,   # other kinds keep theirs
+                   writes=lambda: core.create_namespaced_pod("default", pod("p")))
+    assert pods == [("ADDED", "p")]
+
+
 def test_binding_sets_node_once_and_leaves_the_unscheduled_watch(api: K8sApi) -> None:
     core = api.core_v1()
     core.create_namespaced_pod("default", pod("p1"))

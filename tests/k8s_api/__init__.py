@@ -49,7 +49,8 @@ Gaps of kmock 0.8 closed here (each marked `GAP:` in the code):
     replaced, `$patch` directives are not understood), JSON patch, and apply patch (YAML/JSON, also
     merged).
   * [watch.py] watches replay from a resourceVersion (410 Expired when it is older than the kept
-    history), send ADDED/MODIFIED/DELETED per selector transitions as the real cache does, honour
+    history; `api.expire_watches(group, plural)` compacts that history at once and ends the open
+    watches with an ERROR 410 event, as after an etcd compaction), send ADDED/MODIFIED/DELETED per selector transitions as the real cache does, honour
     timeoutSeconds, and end when the client goes away.
   * [server.py] kmock keeps every request in a log and matches each new request against it:
     O(requests) per request. The log is trimmed to the last `request_log` entries, and kmock's DSL
@@ -181,6 +182,13 @@ class K8sApi:
             except ApiError as exc:
                 raise ValueError(f"{where}: cannot register the CRD: {exc.message}") from exc
         return names
+
+    def expire_watches(self, group: str, plural: str) -> int:
+        """As an etcd compaction under kube-apiserver: every open watch of group/plural ends with an
+        ERROR 410 Expired event, and a watch from any older resourceVersion gets 410 (clients must
+        list again). Returns the resourceVersion the history was cut at."""
+        assert self.kmock is not None
+        return int(self.call(self.kmock.expire_watches, group, plural))
 
     # The official API classes bound to this server.
     def core_v1(self) -> kubernetes.client.CoreV1Api:

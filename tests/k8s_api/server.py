@@ -67,6 +67,13 @@ class KubeEmulator(kmock.KubernetesEmulator):
         """Create or replace a CRD (as `kubectl apply` would), returning its name."""
         return self._store.apply_crd(crd)
 
+    def expire_watches(self, group: str, plural: str) -> int:
+        """Compact a resource's watch history (see WatchBus.expire); the resourceVersion it was cut at."""
+        if (group, plural) not in self._store.types:
+            raise ApiError(404, "NotFound", f"no resource {plural} in group {group or 'core'}")
+        self._store.bus.expire((group, plural), self._store.rv)
+        return self._store.rv
+
     async def close_watches(self, timeout: float = 2.0) -> None:
         """End every watch stream (so that the server can stop without waiting on them)."""
         await self._store.bus.close(timeout)

@@ -28,8 +28,11 @@ class WatchEvent:
 
 @dataclasses.dataclass
 class Watcher:
-    queue: asyncio.Queue[WatchEvent | None]  # None: the server is closing
+    queue: asyncio.Queue[WatchEvent | None]  # None: the server is closing; an EXPIRED event: see expire()
     match: Predicate
+
+
+EXPIRED = "EXPIRED"  # not on the wire: the watch ends with an ERROR 410 event
 
 
 class WatchBus:
@@ -53,6 +56,15 @@ class WatchBus:
         events.append(event)
         for watcher in self.watchers.get(key, []):
             watcher.queue.put_nowait(event)
+
+    def expire(self, key: Key, rv: int) -> None:
+        """Forget the history of a resource up to rv, as an etcd compaction does, and end its open
+        watches with an ERROR 410 Expired event, as kube-apiserver does when a watcher's position is
+        compacted away; a watch from a version older than rv gets 410 too, so clients must re-list."""
+        self.events[key].clear()
+        self.floor[key] = max(self.floor[key], rv)
+        for watcher in self.watchers.get(key, []):
+            watcher.queue.put_nowait(WatchEvent(rv, EXPIRED, {}))
 
     async def close(self, timeout: float = 2.0) -> None:
         """End every watch stream (so that the server can stop without waiting on them)."""
@@ -96,8 +108,7 @@ async def serve_watch(bus: WatchBus, objects: dict[tuple[str, str], Obj], reques
     try:
         await response.prepare(raw)
         if expired:
-            status = ApiError(410, "Expired", f"too old resource version: {since} ({bus.floor[rt.key]})")
-            await response.write(json.dumps({"type": "ERROR", "object": status.status()}).encode() + b"\n")
+            await response.write(expired_line(since, bus.floor[rt.key]))
             return response
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -110,6 +121,9 @@ async def serve_watch(bus: WatchBus, objects: dict[tuple[str, str], Obj], reques
                 continue
             if event is None:  # the server is closing
                 break
+            if event.type == EXPIRED:  # compacted under the open watch (WatchBus.expire)
+                await response.write(expired_line(since, event.rv))
+                break
             line = watch_line(rt, route, event, match)
             if line is not None:
                 await response.write(line)
@@ -119,6 +133,11 @@ async def serve_watch(bus: WatchBus, objects: dict[tuple[str, str], Obj], reques
     finally:
         bus.watchers[rt.key].remove(watcher)
     return response
+
+
+def expired_line(since: int, floor: int) -> bytes:
+    status = ApiError(410, "Expired", f"too old resource version: {since} ({floor})")
+    return json.dumps({"type": "ERROR", "object": status.status()}).encode() + b"\n"
 
 
 def watch_line(rt: ResourceType, route: Route, event: WatchEvent, match: Predicate) -> bytes | None:
