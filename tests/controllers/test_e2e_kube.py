@@ -1,7 +1,7 @@
 """PodAutoscaler on the real control plane (the `kube` fixture): the CRD from deploy/crds refuses bad
 specs naming the field and prints like `kubectl get hpa`; the operator from deploy/controllers (its
 own ServiceAccount and RBAC, leader election) scales an engine-mock Deployment as load through the
-gateway changes, and scales it to zero and back through the gateway's held requests."""
+gateway changes (KPA, HPA, APA), and scales it to zero and back through the gateway's held requests."""
 
 from __future__ import annotations
 
@@ -98,17 +98,18 @@ def test_the_crd_refuses_bad_specs_naming_the_field(kube: KubeNamespace) -> None
     assert header == ["NAME", "TARGET", "STRATEGY", "MIN", "MAX", "DESIRED", "ACTUAL", "AGE"]
 
 
-def test_kpa_scales_an_engine_deployment_with_load_through_the_gateway(kube: KubeNamespace) -> None:
+def scale_up_under_load(kube: KubeNamespace, autoscaler: dict[str, Any], what: str, scaled: Any) -> list[dict[str, Any]]:
+    """An engine-mock Deployment at 1 replica behind the gateway and the operator; 8 clients send
+    requests back to back (~8 running on 1 pod, target 2 per pod) until `scaled()`; every request
+    must succeed. Returns the autoscaler's decisions."""
     gateway = start_stack(kube)
     kube.kubectl("apply", "-f", "-", stdin=json.dumps(engine_deployment("llama", "llama-as", replicas=1)))
     kube.kubectl("rollout", "status", "deployment/llama", "--timeout=120s", timeout=130)
-    kube.kubectl("apply", "-f", "-", stdin=json.dumps(pa("llama")))
-
+    kube.kubectl("apply", "-f", "-", stdin=json.dumps(autoscaler))
     wait_for_model(kube, gateway)
     done = threading.Event()
 
     def worker(i: int) -> int:
-        """Requests back to back until the test has seen the scale-up; each must succeed."""
         n = 0
         while not done.is_set():
             out = gateway.completions.create(model="llama-as", prompt=f"load {i} {n}", max_tokens=400)
@@ -116,16 +117,41 @@ def test_kpa_scales_an_engine_deployment_with_load_through_the_gateway(kube: Kub
             n += 1
         return n
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(worker, i) for i in range(8)]    # ~8 running on 1 pod, target 2 per pod
+        futures = [pool.submit(worker, i) for i in range(8)]
         try:
-            kube.wait_for("a panic scale-up", lambda: replicas(kube) >= 3, 90)
+            kube.wait_for(what, scaled, 90)
         finally:
             done.set()
         served = sum(f.result(300) for f in futures)            # no request lost while scaling
     assert served >= 8
-    status = kube.get_json(f"podautoscalers.{GROUP}/llama")["status"]
-    assert status["lastDecisions"][0]["from"] == 1 and "panic" in status["lastDecisions"][0]["reason"]
+    return kube.get_json(f"podautoscalers.{GROUP}/llama")["status"]["lastDecisions"]
+
+
+def test_kpa_scales_an_engine_deployment_with_load_through_the_gateway(kube: KubeNamespace) -> None:
+    decisions = scale_up_under_load(kube, pa("llama"), "a panic scale-up", lambda: replicas(kube) >= 3)
+    assert decisions[0]["from"] == 1 and "panic" in decisions[0]["reason"]
     kube.wait_for("a scale-down once the load is gone", lambda: replicas(kube) == 1, 120)
+
+
+# HPA and APA decide every second here, and scale down without their 300 s stabilisation window.
+FAST_DOWN = {"syncPeriodSeconds": 1, "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}
+
+
+def test_hpa_scales_an_engine_deployment_with_load_through_the_gateway(kube: KubeNamespace) -> None:
+    decisions = scale_up_under_load(kube, pa("llama", scalingStrategy="HPA", **FAST_DOWN), "an HPA scale-up",
+                                    lambda: replicas(kube) >= 3)
+    # Kubernetes' formula on the one pod: ceil(1 x running / 2), at least 3 in one step
+    assert decisions[0]["from"] == 1 and decisions[0]["to"] >= 3
+    kube.wait_for("a scale-down once the load is gone", lambda: replicas(kube) == 1, 60)
+    down = kube.get_json(f"podautoscalers.{GROUP}/llama")["status"]["lastDecisions"][-1]
+    assert down["to"] == 1 and down["from"] >= 3                    # 100 % per 15 s: straight down
+
+
+def test_apa_scales_an_engine_deployment_with_load_through_the_gateway(kube: KubeNamespace) -> None:
+    decisions = scale_up_under_load(kube, pa("llama", scalingStrategy="APA", **FAST_DOWN), "an APA scale-up to 3+",
+                                    lambda: replicas(kube) >= 3)
+    assert (decisions[0]["from"], decisions[0]["to"]) == (1, 2)    # maxScaleUpRate 2: one pod may only double
+    kube.wait_for("a scale-down once the load is gone", lambda: replicas(kube) == 1, 60)
 
 
 def test_scale_to_zero_and_back_through_held_requests(kube: KubeNamespace) -> None:
