@@ -40,10 +40,10 @@ class Binder:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        # the official client's own accessor: it runs the refresh hook (in-cluster token rotation)
-        token = self.configuration.get_api_key_with_prefix("authorization")
-        if token:
-            headers["Authorization"] = token
+        # the official client's own auth settings: they run its refresh hook (in-cluster token rotation)
+        for setting in self.configuration.auth_settings().values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[setting["key"]] = setting["value"]
         return headers
 
     async def bind(self, namespace: str, name: str, uid: str, node: str) -> None:
