@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from brix.aio import cancel_and_wait
 from brix.logs import kv
 from deviceplugin.api import HEALTHY, KUBELET_SOCKET_NAME, VERSION, api_pb2, api_pb2_grpc
 
@@ -59,11 +60,7 @@ class MockKubelet:
         self._server = server
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         if self._server is not None:
             await self._server.stop(grace=0)
 

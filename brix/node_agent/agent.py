@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from brix import procs
+from brix.aio import cancel_and_wait
 from brix.kube.controlplane import kubeconfig_yaml
 from brix.kube.rest import ApiError, KubeRest
 from brix.logs import kv
@@ -253,11 +254,7 @@ class NodeAgent:
            device_plugins=sum(1 for s in self.nodes.values() if s.kubelet))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         await asyncio.gather(*(self._stop_containers(rt, grace=5.0) for rt in list(self.pods.values())),
                              return_exceptions=True)
         for state in self.nodes.values():
