@@ -50,6 +50,10 @@ class ModelAdapterSettings:
     backoff_cap_s: float = 60.0
     solve_time_s: float = 5.0
     """Time limit of one LoRA placement solve (CP-SAT)."""
+    rate_scrape_s: float = 5.0
+    """How often each engine's per-adapter request counters (/metrics) are read for placement."""
+    rate_window_s: float = 60.0
+    """Request rates are the counters' increase over this window."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ class ControllerStats:
                                        registry=r)
         self.adapter_calls = Counter("brix_modeladapter_engine_calls", "Load and unload calls to engines",
                                      [*labels, "action", "result"], registry=r)
+        self.adapter_rate = Gauge("brix_modeladapter_request_rate",
+                                  "Requests per second the placement weighs the adapter with (measured over the "
+                                  "window, else the mean of the measured adapters, else 1)", labels, registry=r)
         self.adapter_ready = Gauge("brix_modeladapter_ready_replicas",
                                    "Pods that list the adapter in GET /v1/models and are in its EndpointSlice",
                                    labels, registry=r)

@@ -81,7 +81,13 @@ class EngineMetrics:
         self.iteration_tokens = Histogram(ITERATION_TOKEN_BUCKETS)
         # not a vLLM metric: how late (wall seconds) the event loop delivered each step's tokens
         self.lateness = Histogram((0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1))
+        # not a vLLM metric (vLLM labels every series with the base model's served name and has no
+        # per-adapter request count): requests admitted per LoRA adapter, for rate-aware placement
+        self.lora_requests: dict[str, int] = {}
         self._layout()
+
+    def lora_arrived(self, lora: str) -> None:
+        self.lora_requests[lora] = self.lora_requests.get(lora, 0) + 1
 
     def record(self, step: Step) -> None:
         if step.empty:
@@ -137,6 +143,8 @@ class EngineMetrics:
                        lambda: 0.0),
             ]
         self._lora_head = _head("vllm:lora_requests_info", "Running stats on lora requests.", "gauge")
+        self._lora_counter_head = _head("engine_mock_lora_requests_total", "Requests admitted per LoRA adapter"
+                                        " (not a vLLM metric; counts survive an unload).", "counter")
         self._cache_config = (
             _head("vllm:cache_config_info", "Information of the LLMEngine CacheConfig.", "gauge")
             + f'vllm:cache_config_info{{block_size="{eng.kv.block_size}",cache_dtype="auto",'
@@ -201,6 +209,11 @@ class EngineMetrics:
             f'running_lora_adapters="{_escape(",".join(eng.running_loras()))}",'
             f'waiting_lora_adapters="{_escape(",".join(eng.waiting_loras()))}"}} {fmt(time.time())}\n')
         add(self._cache_config)
+        if self.lora_requests:
+            add(self._lora_counter_head)
+            for name, n in sorted(self.lora_requests.items()):
+                add(f'engine_mock_lora_requests_total{{engine="{ENGINE_INDEX}",lora_name="{_escape(name)}"}} '
+                    f'{fmt(n)}\n')
         for prefix, value in self._counters:
             add(f"{prefix}{fmt(value())}\n")
         add(f"{self._success}{fmt(eng.counters.success)}\n")

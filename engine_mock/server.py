@@ -174,6 +174,8 @@ class EngineServer:
             self.engine.add(req)
         except RequestTooLarge as exc:
             return _json(400, api.error_body(400, str(exc), "BadRequestError", "max_tokens"))
+        if lora is not None:
+            self.metrics.lora_arrived(lora)
         if self._cursor is None:  # an idle engine starts its next step at this arrival
             self._cursor = req.arrival
         self._wake.set()

@@ -28,14 +28,21 @@ async def models(session: aiohttp.ClientSession, url: str, timeout_s: float) -> 
     return base, adapters
 
 
-async def max_loras(session: aiohttp.ClientSession, url: str, timeout_s: float) -> int | None:
-    """The engine's --max-loras from /metrics (vLLM exports it as a label); None = not answering."""
+async def metrics_text(session: aiohttp.ClientSession, url: str, timeout_s: float) -> str | None:
+    """The engine's /metrics page; None = not answering."""
     try:
         async with session.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
             if resp.status != 200:
                 return None
-            text = await resp.text()
+            return await resp.text()
     except (TimeoutError, aiohttp.ClientError, OSError):
+        return None
+
+
+async def max_loras(session: aiohttp.ClientSession, url: str, timeout_s: float) -> int | None:
+    """The engine's --max-loras from /metrics (vLLM exports it as a label); None = not answering."""
+    text = await metrics_text(session, url, timeout_s)
+    if text is None:
         return None
     m = _MAX_LORA.search(text)
     return int(m.group(1)) if m else 0

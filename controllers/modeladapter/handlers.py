@@ -24,7 +24,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from brix.logs import kv
-from controllers.modeladapter import engine, resources
+from controllers.modeladapter import engine, rates, resources
 from controllers.modeladapter.model import (
     FINALIZER,
     GROUP,
@@ -61,6 +61,8 @@ class ModelAdapterController:
         self.statuses: dict[str, Any] = {}                  # adapter uid -> the status last written
         self.wake = asyncio.Event()
         self.session: aiohttp.ClientSession | None = None
+        self.rates: dict[str, rates.History] = {}           # namespace -> per-pod request counters
+        self.scraped_at: dict[str, float] = {}              # namespace -> last counter scrape
         self.rsettings = Settings(drain_s=settings.drain_s, backoff_base_s=settings.backoff_base_s,
                                   backoff_cap_s=settings.backoff_cap_s, solve_time_s=settings.solve_time_s)
 
@@ -90,6 +92,8 @@ class ModelAdapterController:
                 await asyncio.gather(*(self._guarded(ns, bodies) for ns, bodies in by_ns.items()))
                 for ns in [n for n in self.states if n not in by_ns]:
                     del self.states[ns]
+                    self.rates.pop(ns, None)
+                    self.scraped_at.pop(ns, None)
                 waker = asyncio.create_task(self.wake.wait())
                 stopper = asyncio.create_task(stop.wait())
                 await asyncio.wait({waker, stopper}, timeout=self.settings.tick_s,
@@ -131,11 +135,40 @@ class ModelAdapterController:
                 self.slots[p.uid] = slots
             return replace(p, base_models=listed[0], loaded=listed[1], slots=self.slots[p.uid])
         probed = {p.name: p for p in await asyncio.gather(*(probe(p) for p in wanted))}
-        return [probed.get(p.name, p) for p in pods]
+        observed = [probed.get(p.name, p) for p in pods]
+        await self._scrape_rates(ns, [p for p in observed if p.loaded is not None])
+        return observed
+
+    async def _scrape_rates(self, ns: str, engines: list[PodView]) -> None:
+        """Every rate_scrape_s, each answering engine's per-adapter request counters (a failed
+        scrape adds no sample)."""
+        now = self.clock()
+        if now - self.scraped_at.get(ns, float("-inf")) < self.settings.rate_scrape_s:
+            return
+        self.scraped_at[ns] = now
+        history = self.rates.setdefault(ns, rates.History(window_s=self.settings.rate_window_s))
+        assert self.session is not None
+        texts = await asyncio.gather(*(engine.metrics_text(self.session, f"http://{p.ip}:{p.port}",
+                                                           self.settings.request_timeout_s) for p in engines))
+        for p, text in zip(engines, texts, strict=True):
+            rates.observe(history, p.name, now, rates.parse(text) if text is not None else None)
+        rates.forget(history, {p.name for p in engines})
+
+    def _with_rates(self, ns: str, adapters: list[AdapterView], pods: list[PodView]) -> list[AdapterView]:
+        history = self.rates.get(ns)
+        if history is None:
+            return adapters
+        placed = {a.name: {p.name for p in pods if p.loaded and a.name in p.loaded} for a in adapters}
+        measured = rates.adapter_rates(history, self.clock(), placed)
+        weights = rates.with_fallback([a.name for a in adapters], measured)
+        for a in adapters:
+            self.stats.adapter_rate.labels(ns, a.name).set(weights[a.name])
+        return [replace(a, rate=weights[a.name]) for a in adapters]
 
     async def reconcile_namespace(self, ns: str, bodies: list[dict[str, Any]]) -> None:
         adapters = [adapter_view(b) for b in bodies]
         pods = await self._observe(ns, adapters)
+        adapters = self._with_rates(ns, adapters, pods)
         state = self.states.setdefault(ns, State())
         now = self.clock()
         out = plan(adapters, pods, state, now, self.rsettings)

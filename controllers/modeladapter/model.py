@@ -158,6 +158,7 @@ class AdapterView:
     failed_generation: int | None = None        # status says a permanent error for this generation
     failed_message: str = ""
     rate: float = 1.0
+    """Recent requests per second (all pods); the handlers measure it, 1.0 until anything is measured."""
 
 
 @dataclass
@@ -176,6 +177,7 @@ class State:
     draining: dict[tuple[str, str], float] = field(default_factory=dict)       # (adapter, pod) -> since
     failed: dict[str, tuple[int, str]] = field(default_factory=dict)           # adapter -> (generation, msg)
     unready_since: dict[str, float] = field(default_factory=dict)              # pod -> first seen not usable
+    last_rebalance: float | None = None                                        # the last rebalance solve
 
 
 def pod_view(pod: dict[str, Any]) -> PodView:

@@ -9,8 +9,13 @@ Placement: every active adapter of a namespace goes into one CP-SAT LoRA placeme
 (scheduler_ext/solvers/lora_placement.py): pods that match its podSelector, are Ready, not being
 deleted and answer GET /v1/models; their --max-loras slots less the adapters no ModelAdapter owns;
 the current placement (status.instances, and where it is loaded now) so that few adapters move.
-The solver runs only when some adapter has fewer or more replicas than wanted; otherwise the
-placement stands and only drift (an adapter missing from a pod it was placed on) is repaired.
+Each adapter weighs its recent request rate (AdapterView.rate, from controllers/modeladapter/rates.py).
+The solver runs when some adapter has fewer or more replicas than wanted (a repair: only the
+adapters that must be placed move, the lowest peak among such placements) or, at most once per
+rebalance_interval_s, when the busiest pod's load is over rebalance_ratio times the best possible
+(a rebalance: a move must buy rebalance_move_cost x the mean pod load of peak reduction);
+otherwise the placement stands and only drift (an adapter missing from a pod it was placed on) is
+repaired.
 """
 
 from __future__ import annotations
@@ -35,6 +40,18 @@ class Settings:
     unready_grace_s: float = 30.0
     """A placed pod that stops answering or turns unready (an engine restart) keeps its adapters this
     long; they are loaded again when it is back, and moved elsewhere only after that."""
+    rebalance_ratio: float = 1.5
+    """With every adapter at its replica count, placement is solved again only when the busiest pod's
+    load (measured rates, rate / replicas per pod that loads it) exceeds this many times the best
+    any placement could do: max(mean pod load, the largest single share)."""
+    rebalance_min_rps: float = 1.0
+    """... and exceeds it by at least this many req/s (idle adapters never move)."""
+    rebalance_interval_s: float = 60.0
+    """At most one rebalance solve per namespace in this long (rates are windowed; no flapping)."""
+    rebalance_move_cost: float = 0.05
+    """In a rebalance solve, one load or unload is worth this fraction of the mean pod load of
+    peak reduction; a repair solve (replicas missing or in excess) makes every optional move cost
+    more than any peak gain, so only the adapters that must be placed move."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +162,7 @@ def plan(adapters: list[AdapterView], pods: list[PodView], state: State, now: fl
             placement[a.name] = ()
     out = Plan(placement, desired, scheduling)
     if active:
-        _place(out, active, pods, owned, current, allowed, need, settings)
+        _place(out, active, pods, owned, current, allowed, need, settings, state, now)
     for name, pods_held in held.items():
         if pods_held:
             out.placement[name] = tuple(sorted(set(out.placement.get(name, ())) | set(pods_held)))
@@ -153,15 +170,39 @@ def plan(adapters: list[AdapterView], pods: list[PodView], state: State, now: fl
     return out
 
 
+def imbalance(active: list[AdapterView], current: dict[str, list[str]], want: dict[str, int],
+              pods: list[str]) -> tuple[float, float]:
+    """(peak pod load, the lowest peak any placement could reach) in req/s for the current
+    placement, where an adapter adds rate / replicas to each pod that loads it."""
+    load = dict.fromkeys(pods, 0.0)
+    biggest = 0.0
+    for a in active:
+        n = max(want[a.name], 1)
+        biggest = max(biggest, a.rate / n)
+        for p in current[a.name]:
+            load[p] = load.get(p, 0.0) + a.rate / n
+    total = sum(a.rate for a in active)
+    return max(load.values(), default=0.0), max(total / max(len(pods), 1), biggest)
+
+
 def _place(out: Plan, active: list[AdapterView], pods: list[PodView], owned: set[str],
            current: dict[str, list[str]], allowed: dict[str, list[str]], want: dict[str, int],
-           settings: Settings) -> None:
-    if all(len(current[a.name]) == want[a.name] for a in active):
-        for a in active:
-            out.placement[a.name] = tuple(sorted(current[a.name]))
-            out.scheduling.setdefault(a.name, Scheduling(True, "Placed", _on(current[a.name])))
-        return
+           settings: Settings, state: State, now: float) -> None:
     names = {n for a in active for n in allowed[a.name]}
+    total = sum(max(a.rate, 0.01) for a in active)
+    if all(len(current[a.name]) == want[a.name] for a in active):
+        peak, best = imbalance(active, current, want, sorted(names))
+        due = state.last_rebalance is None or now - state.last_rebalance >= settings.rebalance_interval_s
+        if not (due and peak > settings.rebalance_ratio * best and peak - best >= settings.rebalance_min_rps):
+            for a in active:
+                out.placement[a.name] = tuple(sorted(current[a.name]))
+                out.scheduling.setdefault(a.name, Scheduling(True, "Placed", _on(current[a.name])))
+            return
+        state.last_rebalance = now
+        move_cost = settings.rebalance_move_cost * total / max(len(names), 1)
+        out.solver_note = f"rebalance: peak {peak:.2f} req/s vs best possible {best:.2f}; "
+    else:
+        move_cost = total + 1.0     # repair: fewest moves first, then the lowest peak
     active_names = {a.name for a in active}
     engine_pods = []
     for p in pods:
@@ -178,12 +219,12 @@ def _place(out: Plan, active: list[AdapterView], pods: list[PodView], owned: set
         for p in current[a.name]:
             by_pod.setdefault(p, []).append(a.name)
     problem = lp.Problem(engine_pods, problem_adapters, by_pod, time_limit_s=settings.solve_time_s,
-                         allowed={a.name: allowed[a.name] for a in active})
+                         allowed={a.name: allowed[a.name] for a in active}, move_cost_rps=move_cost)
     result = lp.solve(problem)
     out.solved = True
     if result.feasible:
         chosen = result.placement
-        out.solver_note = f"moves={result.moves} max_load={result.max_load} optimal={result.optimal}"
+        out.solver_note += f"moves={result.moves} max_load={result.max_load} optimal={result.optimal}"
     else:
         chosen = lp.greedy(problem)      # as many replicas as fit
         out.solver_note = f"infeasible: {result.reason}; placed greedily"

@@ -64,6 +64,22 @@ def test_running_adapters_show_in_lora_requests_info(start_engine) -> None:  # t
     assert 'running_lora_adapters=""' in labels[0]
 
 
+def test_requests_per_adapter_are_counted_in_metrics(start_engine) -> None:  # type: ignore[no-untyped-def]
+    eng: EngineUnderTest = start_engine("--max-loras", "2")
+    assert not [k for k in eng.metrics() if k.startswith("engine_mock_lora_requests_total")]
+    for name in ("sql", "chat"):
+        post(eng.v1 + "/load_lora_adapter", {"lora_name": name, "lora_path": f"/p/{name}"})
+    client = openai.OpenAI(base_url=eng.v1, api_key="x")
+    for model in ("sql", "sql", "sql", "chat", "m1"):
+        client.completions.create(model=model, prompt="hi", max_tokens=2)
+    m = eng.metrics()
+    assert m['engine_mock_lora_requests_total{engine="0",lora_name="sql"}'] == 3
+    assert m['engine_mock_lora_requests_total{engine="0",lora_name="chat"}'] == 1
+    # the count outlives an unload (a counter), so a rate over a window stays right
+    post(eng.v1 + "/unload_lora_adapter", {"lora_name": "sql"})
+    assert eng.metrics()['engine_mock_lora_requests_total{engine="0",lora_name="sql"}'] == 3
+
+
 def test_check_lora_paths_refuses_a_missing_local_path_like_vllm(start_engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     eng: EngineUnderTest = start_engine("--check-lora-paths")
     status, body = post(eng.v1 + "/load_lora_adapter", {"lora_name": "gone", "lora_path": str(tmp_path / "nope")})
