@@ -11,6 +11,7 @@ import gc
 import json
 import logging
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -435,6 +436,10 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     if api_client is not None:
         from scheduler_ext.informer import Informer
+
+        # The informer's threads parse watch events while the loop answers kube-scheduler; with the
+        # default 5 ms GIL switch interval a /filter could wait that long for the GIL behind them.
+        sys.setswitchinterval(0.0002)
 
         ext.informer = Informer(api_client, lambda *a: loop.call_soon_threadsafe(ext.on_event, *a))
         ext.informer.start()

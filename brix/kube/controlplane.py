@@ -234,11 +234,15 @@ class ControlPlane:
         """Stop kube-scheduler by PID (benchmarks queue pods first, then start it again)."""
         self.processes.pop("kube-scheduler").stop()
 
-    def start_scheduler(self) -> None:
+    def start_scheduler(self, *, extenders: bool = True) -> None:
+        """Start kube-scheduler with the settings' configuration; extenders=False drops its
+        extenders (the benchmark's baseline, on the same cluster)."""
         assert self.bins is not None
         source = None
         if self.settings.scheduler_config is not None:
             source = yaml.safe_load(self.settings.scheduler_config.read_text())
+            if not extenders:
+                source.pop("extenders", None)
         config = scheduler_configuration(source, self.kubeconfig_for(pki.SCHEDULER), self.settings.extender_url,
                                          self.settings.scheduler_qps)
         path = self.workdir / "scheduler-config.yaml"

@@ -95,6 +95,9 @@ class AgentSettings:
     """Cap of the crash-loop back-off, seconds (kubelet's is 300)."""
     run_processes: bool = True
     """False marks every container running without a process (benchmarks of scheduling alone)."""
+    watch_pods: bool = True
+    """False: nodes and Leases only, pods bound to the nodes are left alone, as in kube-scheduler's
+    own scheduler_perf benchmarks (nodes without kubelets); nothing runs, no pod status is written."""
 
 
 def node_labels(spec: NodeSpec) -> dict[str, str]:
@@ -248,8 +251,11 @@ class NodeAgent:
                 await state.kubelet.start()
         await self._gather_limited([self._register(state) for state in self.nodes.values()])
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._lease_loop(), name="leases"),
-                       loop.create_task(self._pod_loop(), name="pods")]
+        self._tasks = [loop.create_task(self._lease_loop(), name="leases")]
+        if self.settings.watch_pods:
+            self._tasks.append(loop.create_task(self._pod_loop(), name="pods"))
+        else:
+            self.ready.set()
         kv(log, "node agent started", nodes=len(self.nodes), pod_cidr=self.settings.pod_cidr,
            device_plugins=sum(1 for s in self.nodes.values() if s.kubelet))
 

@@ -28,6 +28,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--renew-interval", type=float, default=10.0, help="seconds between node Lease renewals")
     parser.add_argument("--no-processes", action="store_true",
                         help="mark containers running without starting processes (scheduling benchmarks)")
+    parser.add_argument("--no-pods", action="store_true",
+                        help="nodes and Leases only: leave pods bound to the nodes alone (no status, nothing"
+                             " runs), as kube-scheduler's scheduler_perf does with nodes that have no kubelet")
     parser.add_argument("--health-port", type=int, default=0,
                         help="serve /healthz and /readyz (ready once nodes are registered and pods listed)"
                              " on 127.0.0.1:<port>; 0 = off")

@@ -36,7 +36,7 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         nodes.append(NodeSpec(name, types[i % len(types)], args.gpus_per_node, root / name, args.device_plugins))
     return AgentSettings(kubeconfig=kubeconfig, nodes=tuple(nodes), workdir=Path(args.workdir).resolve(),
                          pod_cidr=args.pod_cidr, renew_interval=args.renew_interval,
-                         run_processes=not args.no_processes)
+                         run_processes=not args.no_processes, watch_pods=not args.no_pods)
 
 
 async def serve(settings: AgentSettings, health_port: int) -> None:
