@@ -64,6 +64,18 @@ async def create(kubeconfig: Path, pods: int) -> float:
         await api.close()
 
 
+async def delete_all(kubeconfig: Path) -> None:
+    """Remove the previous run's pods at once (no kubelet runs them, so no grace period) and wait
+    until the list is empty."""
+    api = KubeRest.from_kubeconfig(kubeconfig, connections=4)
+    try:
+        await api.delete("/api/v1/namespaces/default/pods", {"gracePeriodSeconds": 0})
+        while (await api.get("/api/v1/namespaces/default/pods", params={"limit": "1"}))["items"]:
+            await asyncio.sleep(0.2)
+    finally:
+        await api.close()
+
+
 async def wait_bound(kubeconfig: Path, pods: int, t0: float, timeout: float) -> dict[str, float]:
     api = KubeRest.from_kubeconfig(kubeconfig, connections=4)
     try:
@@ -112,8 +124,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, list[dict]]:
             order = ("extender", "alone") if round_ % 2 else ("alone", "extender")
             for mode in order:
                 plane.stop_scheduler()
-                manifests.kubectl(plane.kubeconfig, "delete", "pods", "--all", "-n", "default", "--grace-period=0",
-                                  "--force", "--wait=true", timeout=300)
+                asyncio.run(delete_all(plane.kubeconfig))
                 created_s = asyncio.run(create(plane.kubeconfig, args.pods))
                 log_mark = extender.log_path.stat().st_size
                 pids = {**{p.name: p.pid for p in started}, **{n: p.pid for n, p in plane.processes.items()}}
