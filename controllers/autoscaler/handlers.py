@@ -29,6 +29,7 @@ from controllers.autoscaler.decide import Decision, Inputs, decide
 from controllers.autoscaler.metrics import Observation, Window, observe
 from controllers.autoscaler.model import AutoscalerSpec, DeciderState, SpecError, parse_spec
 from controllers.autoscaler.target import Targets
+from controllers.conditions import iso, set_condition
 from controllers.settings import AutoscalerSettings
 from controllers.stats import ControllerStats
 
@@ -50,20 +51,6 @@ class Tracked:
     failing: list[str] = field(default_factory=list)   # pods whose last scrape failed (logged on change)
     written: tuple[Any, ...] | None = None       # what the last status write said (see _act)
     written_at: float = 0.0
-
-
-def _iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def set_condition(conditions: list[dict[str, Any]], ctype: str, ok: bool, reason: str, message: str,
-                  now: float) -> list[dict[str, Any]]:
-    """Conditions with one replaced; lastTransitionTime moves only when the status flips."""
-    status = "True" if ok else "False"
-    old = next((c for c in conditions if c.get("type") == ctype), None)
-    since = old["lastTransitionTime"] if old and old.get("status") == status else _iso(now)
-    new = {"type": ctype, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
-    return [c for c in conditions if c.get("type") != ctype] + [new]
 
 
 class AutoscalerController:
@@ -216,8 +203,8 @@ class AutoscalerController:
                 t.conditions = set_condition(conds, "AbleToScale", False, "FailedUpdateScale", msg, now)
                 await self._write_status(ns, name, {"conditions": t.conditions})
                 return
-            t.last_scale_time = _iso(now)
-            t.decisions = (t.decisions + [{"time": _iso(now), "from": current, "to": d.desired,
+            t.last_scale_time = iso(now)
+            t.decisions = (t.decisions + [{"time": iso(now), "from": current, "to": d.desired,
                                            "reason": d.reason}])[-self.settings.history:]
             self.stats.scale_events.labels(ns, name, "up" if d.desired > current else "down").inc()
             kv(log, "scaled", namespace=ns, name=name, target=f"{spec.target_kind}/{spec.target_name}",

@@ -20,11 +20,11 @@ repaired.
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.conditions import set_condition
 from controllers.modeladapter.model import MODEL_LABEL, AdapterView, Attempt, PodView, State
 from scheduler_ext.solvers import lora_placement as lp
 
@@ -309,19 +309,6 @@ def serving(a: AdapterView, placement: tuple[str, ...], pods: list[PodView]) -> 
     """Pods the EndpointSlice lists: placed, Ready, and the engine lists the adapter."""
     return [p for p in pods if p.name in placement and p.ready and not p.deleting and p.ip
             and p.loaded is not None and a.name in p.loaded]
-
-
-def iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def set_condition(conditions: list[dict[str, Any]], ctype: str, ok: bool, reason: str, message: str,
-                  now: float) -> list[dict[str, Any]]:
-    status = "True" if ok else "False"
-    old = next((c for c in conditions if c.get("type") == ctype), None)
-    since = old["lastTransitionTime"] if old and old.get("status") == status else iso(now)
-    new = {"type": ctype, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
-    return [c for c in conditions if c.get("type") != ctype] + [new]
 
 
 def summarize(a: AdapterView, out: Plan, pods: list[PodView], state: State, now: float,
