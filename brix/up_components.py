@@ -21,10 +21,9 @@ import yaml
 
 from brix import procs
 from brix.mock_kubelet import MockKubelet
-from brix.node_agent.agent import GFD_PRODUCTS
+from brix.node_agent.agent import GFD_PRODUCTS, GPU_RESOURCE
 from brix.up import Cluster, Plan, UpSettings, say
 
-GPU_RESOURCE = "nvidia.com/gpu"
 SHARED_PROFILES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "profiles"
 
 T = TypeVar("T")

@@ -21,7 +21,8 @@ from brix.up import Cluster, UpSettings, say
 from brix.up_components import GPU_RESOURCE, SHARED_PROFILES, run_brix
 
 
-def _post(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple[Any, dict[str, str]]:
+def post_json(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple[Any, dict[str, str]]:
+    """POST JSON, return (decoded answer, response headers); both demos use it."""
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json", **(headers or {})})
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -41,18 +42,18 @@ def schedule(cluster: Cluster, pod: dict[str, Any]) -> str:
     plan = cluster.plan
     names = [n.name for n in plan.nodes]
     args = {"Pod": pod, "Nodes": None, "NodeNames": names}
-    filtered, _ = _post(f"{plan.scheduler_url}/filter", args)
+    filtered, _ = post_json(f"{plan.scheduler_url}/filter", args)
     fits = filtered.get("NodeNames") or []
     for node, why in {**(filtered.get("FailedNodes") or {}),
                       **(filtered.get("FailedAndUnresolvableNodes") or {})}.items():
         say(f"  filter: {node} rejected: {why}")
     if not fits:
         raise procs.ProcessFailed(f"no node fits pod {pod['metadata']['name']}")
-    scores, _ = _post(f"{plan.scheduler_url}/prioritize", {**args, "NodeNames": fits})
+    scores, _ = post_json(f"{plan.scheduler_url}/prioritize", {**args, "NodeNames": fits})
     best = max(scores, key=lambda s: s["Score"])["Host"]
     say(f"  filter kept {fits}; prioritize scores {[(s['Host'], s['Score']) for s in scores]}")
     meta = pod["metadata"]
-    bound, _ = _post(f"{plan.scheduler_url}/bind", {"PodName": meta["name"], "PodNamespace": meta["namespace"],
+    bound, _ = post_json(f"{plan.scheduler_url}/bind", {"PodName": meta["name"], "PodNamespace": meta["namespace"],
                                                      "PodUID": meta["uid"], "Node": best})
     if bound.get("Error"):
         raise procs.ProcessFailed(f"bind failed: {bound['Error']}")
@@ -75,7 +76,7 @@ def run(cluster: Cluster, settings: UpSettings) -> None:
         started = time.perf_counter()
         body = {"model": settings.model, "max_tokens": 16,
                 "messages": [{"role": "system", "content": system}, {"role": "user", "content": f"question {i}"}]}
-        reply, headers = _post(f"{plan.gateway_url}/v1/chat/completions", body,
+        reply, headers = post_json(f"{plan.gateway_url}/v1/chat/completions", body,
                                {"routing-strategy": "prefix-cache-aware"})
         usage = reply.get("usage", {})
         say(f"  request {i}: endpoint {headers.get('x-brix-endpoint', '?')} "
@@ -94,7 +95,7 @@ def run(cluster: Cluster, settings: UpSettings) -> None:
     why: dict[str, str] = {}
 
     def extender_sees_it() -> bool:  # the extender re-reads the nodes file within ~0.25 s of a change
-        filtered, _ = _post(f"{plan.scheduler_url}/filter", {"Pod": demo_pod("big", victim.gpus, settings.model),
+        filtered, _ = post_json(f"{plan.scheduler_url}/filter", {"Pod": demo_pod("big", victim.gpus, settings.model),
                                                             "Nodes": None, "NodeNames": [victim.name]})
         why.update(filtered.get("FailedAndUnresolvableNodes") or {})
         return victim.name in why

@@ -24,7 +24,7 @@ from brix.kube import manifests
 from brix.kube.cluster import ClusterSettings, LocalCluster, start
 from brix.up import GPU_TYPES, UpSettings, say
 from brix.up_components import run_brix
-from brix.up_demo import gpu_mix
+from brix.up_demo import gpu_mix, post_json
 
 NAMESPACE = "default"
 
@@ -48,13 +48,6 @@ def engine_deployment(model: str, gpu_type: str, replicas: int) -> dict[str, Any
                                                      "periodSeconds": 1},
                                   "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}},
     }
-
-
-def _post(url: str, body: Any) -> tuple[Any, dict[str, str]]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read()), dict(response.headers)
 
 
 def run(settings: UpSettings) -> int:
@@ -118,7 +111,7 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
     system = "You are a helpful assistant for the Brix mock-GPU cluster. " * 8
     for i in range(4):
         started = time.perf_counter()
-        reply, headers = _post(f"{gateway}/v1/chat/completions", {
+        reply, headers = post_json(f"{gateway}/v1/chat/completions", {
             "model": settings.model, "max_tokens": 16,
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": f"question {i}"}]})
         say(f"  request {i}: endpoint {headers.get('x-brix-endpoint', '?')} "

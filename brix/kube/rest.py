@@ -37,6 +37,8 @@ class Credentials:
     server: str
     ssl_context: ssl.SSLContext
     token: str | None = None
+    ca_file: str | None = None
+    """The cluster's CA as a file (from certificate-authority or -data), for kubeconfigs handed on."""
 
 
 def _materialize(entry: dict[str, Any], key: str, base: Path) -> str | None:
@@ -63,11 +65,12 @@ def load_credentials(kubeconfig: Path) -> Credentials:
     except (OSError, KeyError, StopIteration, TypeError, yaml.YAMLError) as exc:
         raise ValueError(f"kubeconfig {kubeconfig}: cannot read its current context ({exc!r})") from exc
     base = kubeconfig.parent
-    context_ssl = ssl.create_default_context(cafile=_materialize(cluster, "certificate-authority", base))
+    ca_file = _materialize(cluster, "certificate-authority", base)
+    context_ssl = ssl.create_default_context(cafile=ca_file)
     cert, key = _materialize(user, "client-certificate", base), _materialize(user, "client-key", base)
     if cert and key:
         context_ssl.load_cert_chain(cert, key)
-    return Credentials(cluster["server"].rstrip("/"), context_ssl, user.get("token"))
+    return Credentials(cluster["server"].rstrip("/"), context_ssl, user.get("token"), ca_file)
 
 
 class KubeRest:

@@ -526,12 +526,10 @@ class NodeAgent:
                          "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
                                             "uid": meta["uid"]}}}
         answer = await self.api.post(f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token", body)
-        ca = self.settings.workdir / "ca.crt"
-        if not ca.exists():
-            cafile = _kubeconfig_ca(self.settings.kubeconfig)
-            ca.write_bytes(Path(cafile).read_bytes())
+        if self.api.credentials.ca_file is None:
+            raise AdmissionError("the agent's kubeconfig names no certificate authority to hand to pods")
         path = rt.folder / "serviceaccount.kubeconfig"
-        path.write_text(kubeconfig_yaml(self.api.credentials.server, ca, token=answer["status"]["token"],
+        path.write_text(kubeconfig_yaml(self.api.credentials.server, Path(self.api.credentials.ca_file), token=answer["status"]["token"],
                                         user=f"system:serviceaccount:{meta['namespace']}:{account}",
                                         namespace=meta["namespace"]))
         path.chmod(0o600)
@@ -685,13 +683,6 @@ class NodeAgent:
         rt.devices = {}
         if rt.ip and rt.ip != "127.0.0.1":
             self.ips.give_back(rt.ip)
-
-
-def _kubeconfig_ca(kubeconfig: Path) -> str:
-    import yaml
-
-    config = yaml.safe_load(kubeconfig.read_text())
-    return str(config["clusters"][0]["cluster"]["certificate-authority"])
 
 
 def _remap(value: str, mounts: dict[str, Path], container: dict[str, Any]) -> str:
