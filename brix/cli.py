@@ -39,6 +39,7 @@ COMPONENT_CLIS = (
     "gateway.cli",
     "brix.node_agent.cli",
     "controllers.cli",
+    "kvcache.cli",
 )
 
 ENV_PREFIX = "BRIX_"

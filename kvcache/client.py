@@ -1,0 +1,377 @@
+"""The pool client: batched, pipelined requests over a few pooled connections per server, keys
+spread over the live servers by rendezvous hashing.
+
+A pool URL names the servers:
+- `kvcache://host:port[,host:port...]`: a fixed list;
+- `redis://[:password@]host:port[/db]?pool=NAME` (or `rediss://`): the live members of pool NAME
+  (kvcache/membership.py), re-read every `refresh_s`.
+
+The client never raises for a server's trouble: a server that refuses, resets, times out or
+sends a value whose crc32 does not match counts as a miss (get), as not stored (put), and is not
+asked again for `backoff_s`; its keys are not moved to other servers until the membership drops
+it, so all clients keep agreeing on where a key lives. Counters in `ClientStats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from brix.logs import kv
+from kvcache import protocol as p
+from kvcache.rendezvous import group_by_owner, server_seed
+
+log = logging.getLogger(__name__)
+MAX_KEYS_PER_FRAME = 4096
+MAX_BYTES_PER_FRAME = 64 << 20
+
+
+class PoolURLError(ValueError):
+    pass
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    failures: int = 0  # frames lost to a server's trouble (refused, reset, timeout, error reply)
+    corrupt: int = 0  # values whose crc32 did not match: dropped as misses
+    hits: int = 0
+    misses: int = 0
+
+
+class _Connection:
+    """One TCP connection with frames in flight; replies arrive in request order."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.pending: deque[asyncio.Future[tuple[int, int, bytes]]] = deque()
+        self.closed = False
+        self.task = asyncio.create_task(self._read_replies())
+
+    async def _read_replies(self) -> None:
+        reader = self.reader
+        error: BaseException = ConnectionResetError("the server closed the connection")
+        try:
+            while True:
+                head = await reader.readexactly(p.HEADER_SIZE)
+                body_len, status, count, _ = p.parse_header(head)
+                body = await reader.readexactly(body_len) if body_len else b""
+                if not self.pending:
+                    raise p.ProtocolError("a reply arrived with no request in flight")
+                fut = self.pending.popleft()
+                if not fut.done():
+                    fut.set_result((status, count, body))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, p.ProtocolError) as exc:
+            error = exc
+        except asyncio.CancelledError:
+            error = ConnectionResetError("the connection was closed")
+        self.close(error)
+
+    def close(self, error: BaseException | None = None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.writer.close()
+        err = error or ConnectionResetError("the connection was closed")
+        while self.pending:
+            fut = self.pending.popleft()
+            if not fut.done():
+                fut.set_exception(err)
+        if self.task is not asyncio.current_task():
+            self.task.cancel()
+
+    async def call(self, buffers: Sequence[bytes | memoryview], timeout: float) -> tuple[int, int, bytes]:
+        fut: asyncio.Future[tuple[int, int, bytes]] = asyncio.get_running_loop().create_future()
+        self.pending.append(fut)
+        self.writer.writelines(buffers)  # type: ignore[arg-type]
+        if self.writer.transport.get_write_buffer_size() > 8 << 20:
+            await self.writer.drain()
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            # the reply may still come and would be taken for the next request's: drop the connection
+            self.close(TimeoutError(f"no reply within {timeout} s"))
+            raise
+
+
+class _Server:
+    """Pooled connections to one server (opened on demand, used round-robin)."""
+
+    def __init__(self, addr: str, size: int, connect_timeout: float) -> None:
+        self.addr = addr
+        host, _, port = addr.rpartition(":")
+        self.host, self.port = host.strip("[]"), int(port)
+        self.size = size
+        self.connect_timeout = connect_timeout
+        self.conns: list[_Connection] = []
+        self.next = 0
+        self.down_until = 0.0
+        self._connecting: asyncio.Lock = asyncio.Lock()
+
+    async def connection(self) -> _Connection:
+        self.conns = [c for c in self.conns if not c.closed]
+        if len(self.conns) >= self.size or (self.conns and self._connecting.locked()):
+            self.next = (self.next + 1) % len(self.conns)
+            return self.conns[self.next]
+        async with self._connecting:
+            self.conns = [c for c in self.conns if not c.closed]
+            if len(self.conns) >= self.size:
+                return self.conns[0]
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, limit=1 << 20), self.connect_timeout)
+            conn = _Connection(reader, writer)
+            self.conns.append(conn)
+            return conn
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.close()
+        self.conns.clear()
+
+
+class PoolClient:
+    def __init__(self, url: str, connections: int = 2, timeout_s: float = 2.0, backoff_s: float = 1.0,
+                 refresh_s: float = 1.0) -> None:
+        self.url = url
+        self.kind, self.static, self.redis_url, self.pool = parse_pool_url(url)
+        self.connections = connections
+        self.timeout_s = timeout_s
+        self.backoff_s = backoff_s
+        self.refresh_s = refresh_s
+        self.stats = ClientStats()
+        self.servers: dict[str, _Server] = {}
+        self.seeds: list[tuple[int, str]] = []
+        self._rid = 0
+        self._refresher: asyncio.Task[None] | None = None
+        self._redis = None
+        if self.kind == "static":
+            self.set_members(self.static)
+
+    # --- membership ----------------------------------------------------------------------
+    def set_members(self, members: Sequence[str]) -> None:
+        members = sorted(set(members))
+        if members == [s for _, s in self.seeds]:
+            return
+        old = set(self.servers)
+        for gone in old - set(members):
+            self.servers.pop(gone).close()
+        for addr in members:
+            if addr not in self.servers:
+                self.servers[addr] = _Server(addr, self.connections, self.timeout_s)
+        self.seeds = [(server_seed(a), a) for a in members]
+        kv(log, "pool members", url=_safe(self.url), members=",".join(members) or "-",
+           joined=",".join(sorted(set(members) - old)) or None, left=",".join(sorted(old - set(members))) or None)
+
+    @property
+    def members(self) -> list[str]:
+        return [s for _, s in self.seeds]
+
+    async def start(self) -> PoolClient:
+        if self.kind == "redis" and self._refresher is None:
+            import redis.asyncio as aioredis
+
+            self._redis = aioredis.from_url(self.redis_url, socket_timeout=self.timeout_s,
+                                            socket_connect_timeout=self.timeout_s)
+            await self.refresh()
+            self._refresher = asyncio.create_task(self._refresh_loop())
+        return self
+
+    async def refresh(self) -> None:
+        from kvcache.membership import alive
+
+        try:
+            self.set_members(await alive(self._redis, self.pool))
+        except Exception as exc:  # noqa: BLE001 - keep the last known members
+            kv(log, "membership read failed; keeping the last members", logging.WARNING,
+               error=f"{type(exc).__name__}: {exc}")
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            await self.refresh()
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        for s in self.servers.values():
+            s.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def __aenter__(self) -> PoolClient:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- requests ------------------------------------------------------------------------
+    def _next_rid(self) -> int:
+        self._rid = (self._rid + 1) & 0xFFFFFFFF
+        return self._rid
+
+    async def _call(self, addr: str, buffers: Sequence[bytes | memoryview], op: int) -> tuple[int, bytes] | None:
+        """(count, body) of an OK reply, or None when the server could not answer."""
+        server = self.servers.get(addr)
+        self.stats.requests += 1
+        if server is None or server.down_until > time.monotonic():
+            self.stats.failures += 1
+            return None
+        try:
+            conn = await server.connection()
+            status, count, body = await conn.call(buffers, self.timeout_s)
+        except (OSError, TimeoutError, ConnectionError, p.ProtocolError) as exc:
+            self.stats.failures += 1
+            server.down_until = time.monotonic() + self.backoff_s
+            kv(log, "pool server unavailable; its keys count as misses", logging.DEBUG, server=addr,
+               op=p.OPS[op], error=f"{type(exc).__name__}: {exc}")
+            return None
+        if status != p.OK:
+            self.stats.failures += 1
+            kv(log, "pool server refused a request", logging.WARNING, server=addr, op=p.OPS[op],
+               status=status, error=body.decode(errors="replace"))
+            return None
+        return count, body
+
+    def _groups(self, ns: p.Namespace, hashes: Sequence[int]) -> dict[str, list[int]]:
+        salt = server_seed(f"{ns.model}/{ns.block_size}")
+        groups = group_by_owner((h ^ salt for h in hashes), self.seeds)
+        return {a: [k ^ salt for k in ks] for a, ks in groups.items()}
+
+    async def get(self, ns: p.Namespace, hashes: Sequence[int]) -> dict[int, memoryview]:
+        """The values found, by hash (checksums verified); anything else is a miss."""
+        if not hashes or not self.seeds:
+            self.stats.misses += len(hashes)
+            return {}
+        nsb = ns.encode()
+        calls = []
+        for addr, keys in self._groups(ns, hashes).items():
+            for i in range(0, len(keys), MAX_KEYS_PER_FRAME):
+                chunk = keys[i:i + MAX_KEYS_PER_FRAME]
+                calls.append((chunk, self._call(addr, [p.keys_request(p.GET, nsb, chunk, self._next_rid())], p.GET)))
+        replies = await asyncio.gather(*(c for _, c in calls))
+        found: dict[int, memoryview] = {}
+        for (chunk, _), reply in zip(calls, replies, strict=True):
+            if reply is None:
+                continue
+            count, body = reply
+            try:
+                items = p.parse_get_reply(body, count)
+            except p.ProtocolError:
+                self.stats.failures += 1
+                continue
+            for h, item in zip(chunk, items, strict=False):
+                if item is None:
+                    continue
+                value, crc = item
+                if p.crc32(value) != crc:
+                    self.stats.corrupt += 1
+                    continue
+                found[h] = value
+        self.stats.hits += len(found)
+        self.stats.misses += len(hashes) - len(found)
+        return found
+
+    async def get_prefix(self, ns: p.Namespace, hashes: Sequence[int]) -> list[memoryview]:
+        """The values of the leading run of `hashes` found in the pool (stops at the first miss)."""
+        found = await self.get(ns, hashes)
+        out = []
+        for h in hashes:
+            v = found.get(h)
+            if v is None:
+                break
+            out.append(v)
+        return out
+
+    async def put(self, ns: p.Namespace, items: Sequence[tuple[int, bytes | memoryview]]) -> int:
+        """Store the values; returns how many were stored (others were lost to a server's trouble)."""
+        if not items or not self.seeds:
+            return 0
+        nsb = ns.encode()
+        values = dict(items)
+        calls = []
+        for addr, keys in self._groups(ns, list(values)).items():
+            frame: list[tuple[int, bytes | memoryview, int]] = []
+            size = 0
+            for h in keys:
+                v = values[h]
+                frame.append((h, v, p.crc32(v)))
+                size += len(v)
+                if len(frame) >= MAX_KEYS_PER_FRAME or size >= MAX_BYTES_PER_FRAME:
+                    calls.append(self._call(addr, p.put_request(nsb, frame, self._next_rid()), p.PUT))
+                    frame, size = [], 0
+            if frame:
+                calls.append(self._call(addr, p.put_request(nsb, frame, self._next_rid()), p.PUT))
+        stored = 0
+        for reply in await asyncio.gather(*calls):
+            if reply is not None:
+                stored += reply[1].count(p.STORED)
+        return stored
+
+    async def exists(self, ns: p.Namespace, hashes: Sequence[int]) -> set[int]:
+        return await self._flags(p.EXISTS, ns, hashes)
+
+    async def delete(self, ns: p.Namespace, hashes: Sequence[int]) -> set[int]:
+        """The hashes that were deleted (those held by an unreachable server are not)."""
+        return await self._flags(p.DELETE, ns, hashes)
+
+    async def _flags(self, op: int, ns: p.Namespace, hashes: Sequence[int]) -> set[int]:
+        if not hashes or not self.seeds:
+            return set()
+        nsb = ns.encode()
+        calls = []
+        for addr, keys in self._groups(ns, hashes).items():
+            for i in range(0, len(keys), MAX_KEYS_PER_FRAME):
+                chunk = keys[i:i + MAX_KEYS_PER_FRAME]
+                calls.append((chunk, self._call(addr, [p.keys_request(op, nsb, chunk, self._next_rid())], op)))
+        out: set[int] = set()
+        for (chunk, _), reply in zip(calls, await asyncio.gather(*(c for _, c in calls)), strict=True):
+            if reply is not None:
+                out.update(h for h, flag in zip(chunk, reply[1], strict=False) if flag == 1)
+        return out
+
+    async def ping(self) -> dict[str, bool]:
+        replies = await asyncio.gather(*(self._call(a, [p.ping_request(self._next_rid())], p.PING)
+                                         for a in self.members))
+        return {a: r is not None for a, r in zip(self.members, replies, strict=True)}
+
+
+def parse_pool_url(url: str) -> tuple[str, list[str], str, str]:
+    """(kind, static members, redis URL, pool name) of a pool URL; PoolURLError says what is wrong."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "kvcache":
+        members = [m.strip() for m in parsed.netloc.split(",") if m.strip()]
+        if not members:
+            raise PoolURLError(f"pool URL {url!r} lists no server; write kvcache://host:port[,host:port...]")
+        for m in members:
+            host, _, port = m.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise PoolURLError(f"pool URL {url!r}: {m!r} is not host:port")
+        return "static", members, "", ""
+    if parsed.scheme in ("redis", "rediss"):
+        query = urllib.parse.parse_qs(parsed.query)
+        pool = (query.pop("pool", ["default"]) or ["default"])[0]
+        rest = urllib.parse.urlencode({k: v[0] for k, v in query.items()})
+        redis_url = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path, rest, ""))
+        if not parsed.hostname:
+            raise PoolURLError(f"pool URL {url!r} has no Redis host; write redis://host:port/0?pool=NAME")
+        return "redis", [], redis_url, pool
+    raise PoolURLError(f"pool URL {url!r}: use kvcache://host:port[,host:port...] (fixed servers) or "
+                       "redis://host:port/0?pool=NAME (the pool's members in Redis)")
+
+
+def _safe(url: str) -> str:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url

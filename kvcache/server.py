@@ -1,0 +1,281 @@
+"""`brix kvcache serve`: one pool server. TCP for blocks (kvcache/protocol.py), HTTP for /metrics
+and health, an optional Redis heartbeat for membership.
+
+A connection is served by one coroutine that reads a header and a body with `readexactly`,
+answers from the in-memory store, and writes the reply as a list of buffers without waiting,
+so a pipelining client keeps many frames in flight; it only waits (drain) when the socket's
+send buffer is over WRITE_HIGH. The store is one dict-backed S3-FIFO or LRU (kvcache/eviction.py)
+shared by every connection; asyncio runs one handler at a time, so no lock is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import signal
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from brix.commands import UsageError
+from brix.logs import kv
+from kvcache import protocol as p
+from kvcache.eviction import make_store
+from kvcache.membership import Registrar
+
+log = logging.getLogger(__name__)
+WRITE_HIGH = 8 << 20
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 9600
+    """TCP port of the block protocol."""
+    http_port: int = 9601
+    """Port of /metrics, /healthz and /readyz."""
+    capacity: int = 4 << 30
+    """Bytes of values the server holds at most."""
+    eviction: str = "s3fifo"
+    """s3fifo or lru."""
+    small_ratio: float = 0.1
+    """S3-FIFO's small-FIFO share of the capacity."""
+    redis_url: str = ""
+    """Membership store; empty = no membership (clients list this server explicitly)."""
+    pool: str = "default"
+    """Pool name in the membership store (the KVCache's name in Kubernetes)."""
+    advertise: str = ""
+    """host:port clients reach this server at; empty = host:port (or the machine's name for 0.0.0.0)."""
+    heartbeat_s: float = 1.0
+    ttl_s: float = 3.0
+    """A server whose heartbeat is this old has left the pool."""
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.ops = dict.fromkeys(p.OPS.values(), 0)  # frames per op
+        self.keys = dict.fromkeys(p.OPS.values(), 0)  # keys per op
+        self.hits = 0
+        self.misses = 0
+        self.bad_checksums = 0
+        self.rejected_too_large = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.connections = 0
+        self.protocol_errors = 0
+        self.window: collections.deque[tuple[float, int]] = collections.deque(maxlen=11)
+
+    def keys_total(self) -> int:
+        return sum(self.keys.values())
+
+    def ops_per_second(self) -> float:
+        """Keys handled per second over the last ~10 s (sampled once a second)."""
+        if len(self.window) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self.window[0], self.window[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+class KVServer:
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.store = make_store(settings.eviction, settings.capacity, settings.small_ratio)
+        self.stats = Stats()
+        self.registrar: Registrar | None = None
+
+    # --- the block protocol --------------------------------------------------------------
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.stats.connections += 1
+        transport = writer.transport
+        try:
+            while True:
+                head = await reader.readexactly(p.HEADER_SIZE)
+                rid = 0
+                try:
+                    body_len, op, count, rid = p.parse_header(head)
+                    body = await reader.readexactly(body_len) if body_len else b""
+                    reply = self.dispatch(op, count, rid, body)
+                except p.ProtocolError as exc:
+                    self.stats.protocol_errors += 1
+                    writer.write(p.error_reply(p.BAD_REQUEST, str(exc), rid))
+                    await writer.drain()
+                    return
+                if isinstance(reply, list):
+                    writer.writelines(reply)
+                else:
+                    writer.write(reply)
+                if transport.get_write_buffer_size() > WRITE_HIGH:
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.stats.connections -= 1
+            writer.close()
+
+    def dispatch(self, op: int, count: int, rid: int, body: bytes) -> bytes | list[bytes]:
+        stats = self.stats
+        name = p.OPS.get(op)
+        if name is None:
+            raise p.ProtocolError(f"unknown op {op}; ops are 0 ping, 1 get, 2 put, 3 exists, 4 delete")
+        stats.ops[name] += 1
+        stats.keys[name] += count
+        stats.bytes_in += p.HEADER_SIZE + len(body)
+        if op == p.PING:
+            return p.results_reply(b"", rid)
+        ns, offset = p.parse_namespace(body)
+        store = self.store
+        if op == p.GET:
+            entries = [store.get((ns, h)) for h in p.parse_hashes(body, offset, count)]
+            found = sum(1 for e in entries if e is not None)
+            stats.hits += found
+            stats.misses += count - found
+            reply = p.get_reply(entries, rid)
+            stats.bytes_out += sum(len(b) for b in reply)
+            return reply
+        if op == p.PUT:
+            view = memoryview(body)
+            results = bytearray(count)
+            single = count == 1
+            for i, (h, crc, value) in enumerate(p.iter_put_items(view, offset, count)):
+                if p.crc32(value) != crc:
+                    stats.bad_checksums += 1
+                    results[i] = p.BAD_CHECKSUM
+                    continue
+                # one value per frame: keep a view of the received body (no copy); in a batch,
+                # copy each value so that one long-lived block does not pin the whole frame
+                if not store.put((ns, h), value if single else bytes(value), crc):  # type: ignore[arg-type]
+                    stats.rejected_too_large += 1
+                    results[i] = p.TOO_LARGE
+            return p.results_reply(bytes(results), rid)
+        hashes = p.parse_hashes(body, offset, count)
+        if op == p.EXISTS:
+            return p.results_reply(bytes(1 if (ns, h) in store else 0 for h in hashes), rid)
+        return p.results_reply(bytes(1 if store.delete((ns, h)) else 0 for h in hashes), rid)
+
+    # --- HTTP: health and metrics --------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self.registrar is not None and not self.registrar.registered:
+            return web.Response(status=503, text="not yet registered in the membership store")
+        return web.Response(text="ok")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.render_metrics(), content_type="text/plain", charset="utf-8",
+                            headers={"Cache-Control": "no-cache"})
+
+    def render_metrics(self) -> str:
+        s, store = self.stats, self.store
+        pool = self.settings.pool
+        lines = [
+            "# HELP brix_kvcache_ops_total Frames handled, by op.", "# TYPE brix_kvcache_ops_total counter",
+            *(f'brix_kvcache_ops_total{{pool="{pool}",op="{op}"}} {n}' for op, n in s.ops.items()),
+            "# HELP brix_kvcache_keys_total Keys handled (a batched frame counts each key), by op.",
+            "# TYPE brix_kvcache_keys_total counter",
+            *(f'brix_kvcache_keys_total{{pool="{pool}",op="{op}"}} {n}' for op, n in s.keys.items()),
+            "# HELP brix_kvcache_hits_total GET keys found.", "# TYPE brix_kvcache_hits_total counter",
+            f'brix_kvcache_hits_total{{pool="{pool}"}} {s.hits}',
+            "# HELP brix_kvcache_misses_total GET keys not found.", "# TYPE brix_kvcache_misses_total counter",
+            f'brix_kvcache_misses_total{{pool="{pool}"}} {s.misses}',
+            "# HELP brix_kvcache_evictions_total Values evicted to stay within the capacity.",
+            "# TYPE brix_kvcache_evictions_total counter",
+            f'brix_kvcache_evictions_total{{pool="{pool}"}} {store.evictions}',
+            "# HELP brix_kvcache_checksum_rejects_total PUT values whose crc32 did not match (not stored).",
+            "# TYPE brix_kvcache_checksum_rejects_total counter",
+            f'brix_kvcache_checksum_rejects_total{{pool="{pool}"}} {s.bad_checksums}',
+            "# HELP brix_kvcache_protocol_errors_total Connections closed for a malformed frame.",
+            "# TYPE brix_kvcache_protocol_errors_total counter",
+            f'brix_kvcache_protocol_errors_total{{pool="{pool}"}} {s.protocol_errors}',
+            "# HELP brix_kvcache_received_bytes_total Frame bytes received.",
+            "# TYPE brix_kvcache_received_bytes_total counter",
+            f'brix_kvcache_received_bytes_total{{pool="{pool}"}} {s.bytes_in}',
+            "# HELP brix_kvcache_sent_bytes_total GET reply bytes sent.",
+            "# TYPE brix_kvcache_sent_bytes_total counter",
+            f'brix_kvcache_sent_bytes_total{{pool="{pool}"}} {s.bytes_out}',
+            "# HELP brix_kvcache_used_bytes Value bytes held.", "# TYPE brix_kvcache_used_bytes gauge",
+            f'brix_kvcache_used_bytes{{pool="{pool}"}} {store.used_bytes}',
+            "# HELP brix_kvcache_capacity_bytes Value bytes the server holds at most.",
+            "# TYPE brix_kvcache_capacity_bytes gauge",
+            f'brix_kvcache_capacity_bytes{{pool="{pool}",eviction="{self.settings.eviction}"}} {store.capacity}',
+            "# HELP brix_kvcache_blocks Values held.", "# TYPE brix_kvcache_blocks gauge",
+            f'brix_kvcache_blocks{{pool="{pool}"}} {len(store)}',
+            "# HELP brix_kvcache_keys_per_second Keys handled per second over the last 10 s.",
+            "# TYPE brix_kvcache_keys_per_second gauge",
+            f'brix_kvcache_keys_per_second{{pool="{pool}"}} {s.ops_per_second():.1f}',
+            "# HELP brix_kvcache_connections Open client connections.", "# TYPE brix_kvcache_connections gauge",
+            f'brix_kvcache_connections{{pool="{pool}"}} {s.connections}',
+        ]
+        return "\n".join(lines) + "\n"
+
+    def http_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
+    async def sample_rates(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.stats.window.append((time.monotonic(), self.stats.keys_total()))
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+
+def advertised(settings: ServeSettings) -> str:
+    if settings.advertise:
+        return settings.advertise if ":" in settings.advertise else f"{settings.advertise}:{settings.port}"
+    if settings.host in ("0.0.0.0", "::", ""):
+        import socket
+        return f"{socket.gethostname()}:{settings.port}"
+    return f"{settings.host}:{settings.port}"
+
+
+async def serve(settings: ServeSettings, stop: asyncio.Event | None = None) -> None:
+    server = KVServer(settings)
+    stop = stop or asyncio.Event()
+    try:
+        tcp = await asyncio.start_server(server.handle, settings.host, settings.port, backlog=1024,
+                                         limit=1 << 20)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
+                         "pick a free --port or another --host") from None
+    runner = web.AppRunner(server.http_app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.http_port).start()
+    except OSError as exc:
+        tcp.close()
+        await runner.cleanup()
+        raise UsageError(f"cannot listen on {settings.host}:{settings.http_port} ({exc.strerror}); "
+                         "pick a free --http-port") from None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(server.sample_rates(stop), name="rates")]
+    addr = advertised(settings)
+    if settings.redis_url:
+        server.registrar = Registrar(settings.redis_url, settings.pool, addr, settings.heartbeat_s, settings.ttl_s)
+        tasks.append(asyncio.create_task(server.registrar.run(stop), name="heartbeat"))
+    kv(log, "kvcache serving", host=settings.host, port=settings.port, http_port=settings.http_port,
+       capacity=settings.capacity, eviction=settings.eviction, pool=settings.pool, advertise=addr,
+       membership="redis" if settings.redis_url else "none")
+    await stop.wait()
+    kv(log, "kvcache stopping")
+    await asyncio.gather(*tasks, return_exceptions=True)
+    tcp.close()
+    await runner.cleanup()
+
+
+def run(settings: ServeSettings) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
+    return 0
