@@ -19,7 +19,7 @@ from brix.histogram import Histogram
 from engine_mock.model import Step
 
 if TYPE_CHECKING:
-    from engine_mock.scheduler import Engine
+    from engine_mock.engine import Engine
 
 # Bucket bounds as vLLM (v0.10, vllm/v1/metrics/loggers.py) declares them.
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,

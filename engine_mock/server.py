@@ -26,12 +26,12 @@ from brix.tokenizer import token_ids, tokenize
 from engine_mock import api
 from engine_mock.api import ApiError
 from engine_mock.clock import StepClock
+from engine_mock.engine import Engine, RequestTooLarge
 from engine_mock.kv_cache import KVCache
 from engine_mock.lora import LoraError, LoraRegistry
 from engine_mock.metrics import EngineMetrics
 from engine_mock.model import Fault, Settings, SimRequest
 from engine_mock.profiles import Profile
-from engine_mock.scheduler import Engine, RequestTooLarge
 
 log = logging.getLogger(__name__)
 JSON = "application/json"

@@ -10,10 +10,10 @@ from brix.commands import UsageError
 from brix.logs import kv
 from gateway.apikeys import KeyBook, load_keys
 from gateway.config import GatewayConfig, load_config
+from gateway.handlers import Gateway, build_edge, make_gateway, running
 from gateway.ratelimit import MemoryStore, RedisStore
 from gateway.router import Router
 from gateway.routing.registry import register_builtin
-from gateway.server import Gateway, build_edge, make_gateway, running
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,9 @@
-"""The gateway's routes: OpenAI routes, /healthz, /readyz, /metrics, and the service lifecycle.
+"""The gateway's request handlers (OpenAI routes, /healthz, /readyz, /metrics) and its lifecycle.
 
-One Gateway object owns the store, router, admission, stats and the upstream clients; its
-handlers take (http_edge.Request, http_edge.Responder). `running` starts and stops the
-background loops (discovery, /metrics scrapes, /v1/models refresh) around the server.
+Not the HTTP server: that is gateway/http_edge.py, which parses requests and calls these
+handlers. One Gateway object owns the store, router, admission, stats and the upstream clients;
+its handlers take (http_messages.Request, http_messages.Responder). `running` starts and stops
+the background loops (discovery, /metrics scrapes, /v1/models refresh) around the server.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from brix.logs import kv
 from gateway import proxy
 from gateway.apikeys import ApiKey, KeyBook
+from gateway.errors import RequestRejected
 from gateway.http_edge import HttpEdge
 from gateway.http_messages import ClientGone, Request, Responder
 from gateway.limits import Admission, RateLimited
-from gateway.model import RoutingContext, RoutingError, RoutingRequest
 from gateway.router import Router
+from gateway.routing import prefix_cache
+from gateway.routing.model import RoutingContext, RoutingRequest
 from gateway.routing.profile import Profile
 from gateway.settings import Settings
 from gateway.stats import GatewayStats
@@ -123,7 +126,7 @@ class Gateway:
             self.stats.rate_limited.labels(exc.limit).inc()
             send_error(out, exc.status, str(exc), exc.err_type, exc.code, ex.request_id,
                        {"retry-after": str(exc.retry_after)})
-        except RoutingError as exc:
+        except RequestRejected as exc:
             ex.status = exc.status
             send_error(out, exc.status, str(exc), exc.err_type, exc.code, ex.request_id)
         except (ClientGone, asyncio.CancelledError):
@@ -145,7 +148,7 @@ class Gateway:
     async def _admit_and_forward(self, request: Request, out: Responder, ex: Exchange) -> None:
         ex.key = key = self.admission.authenticate(request.headers.get("authorization"))
         if request.too_large:
-            raise RoutingError(413, f"request body larger than the limit of {self.settings.max_body_bytes} bytes",
+            raise RequestRejected(413, f"request body larger than the limit of {self.settings.max_body_bytes} bytes",
                                "request_too_large")
         body = parse_body(request.body)
         ex.model = model = body["model"]
@@ -153,7 +156,7 @@ class Gateway:
         profile = self.router.profile(ex.strategy)
         hold = self.settings.hold_timeout_s > 0 and (self.store.served_before(model) or model in self.router.config.models)
         if not self.store.knows_model(model) and not hold:
-            raise RoutingError(404, f"the model {model!r} does not exist on any endpoint; GET /v1/models lists "
+            raise RequestRejected(404, f"the model {model!r} does not exist on any endpoint; GET /v1/models lists "
                                "the served models", "model_not_found")
         await self.admission.admit(key, model)
         if hold and not self.store.candidates(model):
@@ -178,7 +181,7 @@ class Gateway:
                 await asyncio.sleep(0.05)
                 if self.store.candidates(model):
                     return
-            raise RoutingError(503, f"no ready endpoint serves model {model!r}: held the request "
+            raise RequestRejected(503, f"no ready endpoint serves model {model!r}: held the request "
                                f"{self.settings.hold_timeout_s:g}s (--hold-timeout) while it scales from zero; "
                                "retry later", "no_ready_endpoint", "service_unavailable")
         finally:
@@ -195,14 +198,14 @@ class Gateway:
             candidates = self.store.candidates(ex.model, frozenset(tried))
             if not candidates:
                 what = "no ready endpoint serves" if not tried else "every endpoint tried failed for"
-                raise RoutingError(503, f"{what} model {ex.model!r}; retry later", "no_ready_endpoint",
+                raise RequestRejected(503, f"{what} model {ex.model!r}; retry later", "no_ready_endpoint",
                                    "service_unavailable")
             t0 = time.perf_counter()
             ctx = RoutingContext(now=time.monotonic(), rng=self.rng)
             chosen = profile.pick(ctx, rreq, candidates)
             self.stats.routing_latency.observe(time.perf_counter() - t0)
             if chosen is None:
-                raise RoutingError(503, f"no endpoint passed the filters of {ex.strategy!r} for model {ex.model!r}",
+                raise RequestRejected(503, f"no endpoint passed the filters of {ex.strategy!r} for model {ex.model!r}",
                                    "no_ready_endpoint", "service_unavailable")
             self._note_prefix(ex.model, ctx)
             ex.endpoint = endpoint = chosen.id
@@ -234,7 +237,7 @@ class Gateway:
                 self.store.release(endpoint)
                 profile.released(rreq, endpoint)
             return
-        raise RoutingError(502, f"could not connect to any endpoint for model {ex.model!r} after "
+        raise RequestRejected(502, f"could not connect to any endpoint for model {ex.model!r} after "
                            f"{len(tried)} attempt(s)", "upstream_connect_failed", "service_unavailable")
 
     def _finish(self, request: Request, ex: Exchange) -> None:
@@ -262,13 +265,14 @@ class Gateway:
                 "completion_tokens": outcome.completion_tokens if outcome else 0}})
 
     def _note_prefix(self, model: str, ctx: RoutingContext) -> None:
-        notes = ctx.notes
-        if not notes:
+        """What the prefix strategy left in the decision's scratch, into the metrics."""
+        if not ctx.scratch:
             return
-        if "prefix.total_blocks" in notes:
-            self.stats.prefix_blocks.inc(model, "total", amount=notes["prefix.total_blocks"])
-            self.stats.prefix_blocks.inc(model, "matched", amount=notes["prefix.matched_blocks"])
-        if "prefix.imbalanced" in notes:
+        match = ctx.get(prefix_cache.MATCH)
+        if match is not None:
+            self.stats.prefix_blocks.inc(model, "total", amount=match.total_blocks)
+            self.stats.prefix_blocks.inc(model, "matched", amount=match.matched_blocks)
+        if ctx.get(prefix_cache.IMBALANCED):
             self.stats.prefix_imbalanced.inc()
 
     def _account(self, key: ApiKey | None, model: str, rreq: RoutingRequest, outcome: proxy.Outcome) -> None:
@@ -286,7 +290,7 @@ class Gateway:
         request_id = self.request_id(request)
         try:
             self.admission.authenticate(request.headers.get("authorization"))
-        except RoutingError as exc:
+        except RequestRejected as exc:
             send_error(out, exc.status, str(exc), exc.err_type, exc.code, request_id)
             return
         doc = {"object": "list", "data": self.store.model_cards()}

@@ -8,13 +8,13 @@ import time
 
 from brix.logs import kv
 from gateway.apikeys import ApiKey, KeyBook
-from gateway.model import RoutingError
+from gateway.errors import RequestRejected
 from gateway.ratelimit import Decision, Store
 
 log = logging.getLogger(__name__)
 
 
-class RateLimited(RoutingError):
+class RateLimited(RequestRejected):
     def __init__(self, message: str, retry_after_s: float, limit: str) -> None:
         super().__init__(429, message, "rate_limit_exceeded", "rate_limit_error")
         self.retry_after = max(1, math.ceil(retry_after_s))
@@ -33,7 +33,7 @@ class Admission:
             return None
         key = self.keys.lookup(authorization)
         if key is None:
-            raise RoutingError(401, "missing or invalid API key; send 'Authorization: Bearer <key>'",
+            raise RequestRejected(401, "missing or invalid API key; send 'Authorization: Bearer <key>'",
                                "invalid_api_key", "authentication_error")
         return key
 
@@ -52,7 +52,7 @@ class Admission:
         """Raise RateLimited (429) when a limit is reached; counts the request otherwise."""
         if key is not None:
             if key.models is not None and model not in key.models:
-                raise RoutingError(403, f"this API key may not use model {model!r}", "model_not_allowed",
+                raise RequestRejected(403, f"this API key may not use model {model!r}", "model_not_allowed",
                                    "permission_error")
             if key.tpm:
                 d = await self._hit(f"tpm:{key.name}", key.tpm, 60.0, 0, "peek")

@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 
 from brix.logs import kv
-from gateway.model import EndpointMetrics
+from gateway.routing.model import EndpointMetrics
 
 log = logging.getLogger(__name__)
 

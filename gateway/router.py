@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from gateway.config import GatewayConfig
-from gateway.model import EndpointState, RoutingContext, RoutingError, RoutingRequest
-from gateway.routing.api import Scorer
+from gateway.errors import RequestRejected
+from gateway.routing.api import ForgetsEndpoints, Scorer
+from gateway.routing.model import EndpointState, RoutingContext, RoutingRequest
 from gateway.routing.profile import Profile, build_profile
 from gateway.routing.registry import Registry
 
@@ -23,6 +24,7 @@ class Router:
         self.config = config
         self._plugin_cfg = {p.name: p for p in config.plugins}
         self._instances: dict[str, Scorer] = {}
+        self._forgetting: list[ForgetsEndpoints] = []   # the instances with that hook, found once
         self._profiles: dict[str, Profile] = {}
 
     def _resolve(self, name: str) -> Scorer:
@@ -36,9 +38,11 @@ class Router:
             inst = self.registry.build(name, name, None)
         else:
             known = sorted(set(self._plugin_cfg) | set(self.registry.factories))
-            raise RoutingError(400, f"unknown routing strategy {name!r}; known: {', '.join(known)}",
+            raise RequestRejected(400, f"unknown routing strategy {name!r}; known: {', '.join(known)}",
                                "invalid_routing_strategy")
         self._instances[name] = inst
+        if isinstance(inst, ForgetsEndpoints):
+            self._forgetting.append(inst)
         return inst
 
     def strategy_for(self, model: str, header: str | None) -> str:
@@ -56,7 +60,7 @@ class Router:
         try:
             prof = build_profile(spec, self._resolve)
         except ValueError as exc:
-            raise RoutingError(400, f"bad routing-strategy {spec!r}: {exc}", "invalid_routing_strategy") from None
+            raise RequestRejected(400, f"bad routing-strategy {spec!r}: {exc}", "invalid_routing_strategy") from None
         if len(self._profiles) >= MAX_CACHED_PROFILES:
             self._profiles.pop(next(iter(self._profiles)))
         self._profiles[spec] = prof
@@ -65,10 +69,8 @@ class Router:
     def forget_endpoints(self, keep: Iterable[str]) -> None:
         """Let stateful strategies (prefix index, ledgers) drop endpoints discovery no longer has."""
         alive = list(keep)
-        for inst in self._instances.values():
-            forget = getattr(inst, "forget_endpoints", None)
-            if forget is not None:
-                forget(alive)
+        for inst in self._forgetting:
+            inst.forget_endpoints(alive)
 
     def pick(self, profile: Profile, ctx: RoutingContext, request: RoutingRequest,
              endpoints: Sequence[EndpointState]) -> EndpointState | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.model import EndpointMetrics, EndpointState
+from gateway.routing.model import EndpointMetrics, EndpointState
 
 
 @dataclass

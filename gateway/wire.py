@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.model import RoutingError
+from gateway.errors import RequestRejected
 
 _decoder = json.JSONDecoder()
 
@@ -17,16 +17,16 @@ def error_body(message: str, err_type: str, code: str | int | None, param: str |
 
 def parse_body(raw: bytes) -> dict[str, Any]:
     if not raw:
-        raise RoutingError(400, "the request body is empty; send a JSON object with at least 'model'", "invalid_json")
+        raise RequestRejected(400, "the request body is empty; send a JSON object with at least 'model'", "invalid_json")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise RoutingError(400, f"the request body is not valid JSON: {exc}", "invalid_json") from None
+        raise RequestRejected(400, f"the request body is not valid JSON: {exc}", "invalid_json") from None
     if not isinstance(body, dict):
-        raise RoutingError(400, "the request body must be a JSON object", "invalid_json")
+        raise RequestRejected(400, "the request body must be a JSON object", "invalid_json")
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise RoutingError(400, "'model' is required and must be a non-empty string", "missing_model")
+        raise RequestRejected(400, "'model' is required and must be a non-empty string", "missing_model")
     return body
 
 

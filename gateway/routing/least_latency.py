@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.model import EndpointState, RoutingContext, RoutingRequest
-from gateway.routing.api import Category, check_params, least
+from gateway.routing.api import Category, as_float, check_params, least
+from gateway.routing.model import EndpointState, RoutingContext, RoutingRequest
 
 TYPE = "least-latency"
 
@@ -48,8 +48,8 @@ class LeastLatencyScorer:
 def from_params(name: str, raw: dict[str, object] | None) -> LeastLatencyScorer:
     p = check_params(TYPE, raw, ["default_prompt_tokens", "default_generation_tokens"])
     scorer = LeastLatencyScorer(name=name,
-                                default_prompt_tokens=float(p.get("default_prompt_tokens", 10.0)),  # type: ignore[arg-type]
-                                default_generation_tokens=float(p.get("default_generation_tokens", 100.0)))  # type: ignore[arg-type]
+                                default_prompt_tokens=as_float(p, "default_prompt_tokens", 10.0),
+                                default_generation_tokens=as_float(p, "default_generation_tokens", 100.0))
     if scorer.default_prompt_tokens <= 0 or scorer.default_generation_tokens <= 0:
         raise ValueError(f"{TYPE}: default_prompt_tokens and default_generation_tokens must be > 0")
     return scorer

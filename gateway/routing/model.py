@@ -1,13 +1,18 @@
-"""Plain data the gateway routes on: endpoints, their scraped metrics, one routing request.
+"""Plain data routing decides on: endpoints, their scraped metrics, one routing request, and the
+context of one decision.
 
-Everything here is immutable (frozen dataclasses, tuples, frozensets) so that a routing
-decision reads one consistent snapshot while the scraper and discovery replace it.
+Everything but the context is immutable (frozen dataclasses, tuples, frozensets) so that a
+routing decision reads one consistent snapshot while the scraper and discovery replace it. The
+rest of the gateway builds these values; nothing here imports it (routing stands alone).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar, cast
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,21 +81,35 @@ class RoutingRequest:
     request_id: str = ""
 
 
+class ScratchKey(Generic[T]):
+    """A typed key into `RoutingContext.scratch`: the one place a scorer keeps what it worked out
+    for the request being decided (between `score` and `routed`), or leaves for the caller to read
+    after `pick` (e.g. how many prefix blocks matched). Keys compare by identity, so a module-level
+    key is shared by every instance of a scorer and a key made per instance is its own."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"ScratchKey({self.name!r})"
+
+
 @dataclass
 class RoutingContext:
-    """Per-decision inputs that make strategies deterministic in tests."""
+    """Per-decision inputs that make strategies deterministic in tests, and the decision's scratch.
+
+    One context serves one `Profile.pick` (filters, scores, then the post-route hooks), so what a
+    scorer writes in `score` it reads back in `routed`, and nothing outlives the decision.
+    """
 
     now: float
     rng: random.Random
-    # per-decision scratch a scorer may leave for the caller (e.g. prefix match ratio)
-    notes: dict[str, float] = field(default_factory=dict)
+    scratch: dict[object, object] = field(default_factory=dict)   # ScratchKey[T] -> T, through put/get
 
+    def put(self, key: ScratchKey[T], value: T) -> None:
+        self.scratch[key] = value
 
-class RoutingError(Exception):
-    """A request that cannot be routed; `status` and `code` become the OpenAI error JSON."""
-
-    def __init__(self, status: int, message: str, code: str, err_type: str = "invalid_request_error"):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.err_type = err_type
+    def get(self, key: ScratchKey[T]) -> T | None:
+        return cast("T | None", self.scratch.get(key))

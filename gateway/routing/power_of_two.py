@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.model import EndpointState, RoutingContext, RoutingRequest
 from gateway.routing.api import Category, check_params
+from gateway.routing.model import EndpointState, RoutingContext, RoutingRequest
 
 TYPE = "power-of-two"
 

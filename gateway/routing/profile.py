@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gateway.model import EndpointState, RoutingContext, RoutingRequest
 from gateway.routing.api import Filter, PostResponse, PostRoute, Scorer
+from gateway.routing.model import EndpointState, RoutingContext, RoutingRequest
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gateway.model import EndpointState, RoutingContext, RoutingRequest
-from gateway.routing.api import Category, check_params
+from gateway.routing.api import Category, as_float, as_int, check_params
+from gateway.routing.model import EndpointState, RoutingContext, RoutingRequest
 
 TYPE = "session-affinity"
 HEADER = "x-session-id"
@@ -57,8 +57,8 @@ class SessionAffinityScorer:
 
 def from_params(name: str, raw: dict[str, object] | None) -> SessionAffinityScorer:
     p = check_params(TYPE, raw, ["max_sessions", "ttl_s"])
-    scorer = SessionAffinityScorer(name=name, max_sessions=int(p.get("max_sessions", 100_000)),  # type: ignore[call-overload]
-                                   ttl_s=float(p.get("ttl_s", 3600.0)))  # type: ignore[arg-type]
+    scorer = SessionAffinityScorer(name=name, max_sessions=as_int(p, "max_sessions", 100_000),
+                                   ttl_s=as_float(p, "ttl_s", 3600.0))
     if scorer.max_sessions < 1 or scorer.ttl_s <= 0:
         raise ValueError(f"{TYPE}: max_sessions must be >= 1 and ttl_s > 0")
     return scorer

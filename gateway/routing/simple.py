@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.model import EndpointState, RoutingContext, RoutingRequest
 from gateway.routing.api import Category, check_params, least
+from gateway.routing.model import EndpointState, RoutingContext, RoutingRequest
 
 
 @dataclass

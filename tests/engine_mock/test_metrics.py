@@ -149,11 +149,11 @@ def test_the_exposition_is_valid_prometheus_text_even_for_odd_model_names() -> N
     from prometheus_client.parser import text_string_to_metric_families
 
     from brix.prefix import block_hashes
+    from engine_mock.engine import Engine
     from engine_mock.kv_cache import KVCache
     from engine_mock.metrics import EngineMetrics
     from engine_mock.model import SimRequest
     from engine_mock.profiles import builtin
-    from engine_mock.scheduler import Engine
 
     odd = 'my "model"\\v1\nnew'
     eng = Engine(builtin("A100"), KVCache(64, 16), 32)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from brix.prefix import block_hashes
+from engine_mock.engine import Engine, RequestTooLarge
 from engine_mock.kv_cache import KVCache
 from engine_mock.model import SimRequest
 from engine_mock.profiles import BUILTIN, Profile
-from engine_mock.scheduler import Engine, RequestTooLarge
 
 A100 = BUILTIN["A100"]
 

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.apikeys import hash_key, load_keys
 from gateway.config import load_config, parse_config
-from gateway.model import RoutingError
+from gateway.errors import RequestRejected
 from gateway.router import Router
 from gateway.routing.registry import register_builtin
 
@@ -54,7 +54,7 @@ def test_config_reports_every_problem_with_its_path():
 
 def test_unknown_strategy_in_a_header_is_a_400():
     router = Router(register_builtin(), parse_config({}, register_builtin()))
-    with pytest.raises(RoutingError) as info:
+    with pytest.raises(RequestRejected) as info:
         router.profile("least-request,fastest-possible")
     assert info.value.status == 400 and "fastest-possible" in str(info.value)
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gateway.model import EndpointMetrics, EndpointState, RoutingContext, RoutingRequest
+from gateway.routing.model import EndpointMetrics, EndpointState, RoutingContext, RoutingRequest
 from gateway.routing.prefix_cache import PrefixCacheScorer
 from gateway.routing.prefix_index import PrefixIndex
 from gateway.routing.profile import Profile, WeightedScorer

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from gateway.model import EndpointState, RoutingContext, RoutingRequest
 from gateway.routing.api import Category
+from gateway.routing.model import EndpointState, RoutingContext, RoutingRequest
 from gateway.routing.profile import Profile, WeightedScorer, parse_spec
 
 

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from gateway.model import EndpointMetrics, EndpointState, RoutingContext, RoutingRequest
 from gateway.routing import least_latency, lora_affinity, power_of_two, session_affinity, simple
 from gateway.routing.api import Scorer
+from gateway.routing.model import EndpointMetrics, EndpointState, RoutingContext, RoutingRequest
 from gateway.routing.registry import register_builtin
 
 # typed assignments stand in for Go's "implements Scorer" assertion
