@@ -80,6 +80,21 @@ def _sim_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", default="", metavar="FILE",
                    help="YAML of PodAutoscaler spec fields applied to every strategy (windows, tolerances, ...)")
     p.add_argument("--plot", default="", metavar="FILE.png", help="write a chart of demand and replicas")
+    p.add_argument("--optimizer", action="store_true",
+                   help="scale a fleet of several GPU types from GPU-mix targets (needs --profiles and a request "
+                        "trace with token counts; --trace may list several CSVs, comma-separated, which are mixed)")
+    p.add_argument("--profiles", nargs="+", default=[], metavar="FILE",
+                   help="--optimizer: AIBrix-format GPU profiles on one grid (brix profile writes them); the "
+                        "mixed fleet uses all, each single-type fleet one")
+    p.add_argument("--mix-interval", type=int, default=10, help="--optimizer: seconds between GPU-mix solves")
+    p.add_argument("--workload-window", type=int, default=60,
+                   help="--optimizer: seconds of requests the workload rates are averaged over")
+    p.add_argument("--headroom", type=float, default=0.0,
+                   help="--optimizer: solve for the measured rate times 1 + headroom")
+    p.add_argument("--down-delay", type=float, default=60.0,
+                   help="--optimizer: a cheaper mix is taken only after it was cheaper this many seconds")
+    p.add_argument("--down-margin", type=float, default=0.1,
+                   help="--optimizer: ...by more than this fraction of the held mix's cost")
 
 
 def _sim_run(args: argparse.Namespace) -> int:
@@ -88,6 +103,9 @@ def _sim_run(args: argparse.Namespace) -> int:
     from controllers.autoscaler import sim
     from controllers.autoscaler.model import SpecError
 
+    if args.optimizer or args.profiles:
+        from controllers.autoscaler.mix_cli import run_mix_sim
+        return run_mix_sim(args)
     for flag in ("pod_capacity", "target_utilization"):
         if getattr(args, flag) <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be > 0")
