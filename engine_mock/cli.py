@@ -40,6 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--v0-metrics", action="store_true",
                         help="also export vllm:num_requests_swapped and vllm:cpu_cache_usage_perc, which only "
                              "vLLM's v0 engine had")
+    parser.add_argument("--kv-pool", default="", metavar="URL",
+                        help="shared KV block pool: kvcache://host:port[,host:port...] or redis://host:port/0?pool=NAME"
+                             " (brix kvcache serve); on a local prefix miss the engine loads the pool's blocks, and"
+                             " writes computed blocks back (see engine_mock/README.md)")
+    parser.add_argument("--kv-pool-bandwidth", type=float, default=12.5, metavar="GB/S",
+                        help="modelled pool transfer bandwidth in GB/s (12.5 = a 100 Gb/s RDMA NIC); a block costs"
+                             " block_size x 512 KiB / bandwidth of TTFT")
+    parser.add_argument("--kv-pool-value-bytes", type=int, default=4096,
+                        help="bytes actually sent and stored per block (a stand-in for the real KV bytes)")
     add_logging_flags(parser)
 
 
@@ -56,10 +65,18 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
          f"--max-model-len must be >= 2, got {args.max_model_len}"),
         (args.speed > 0, f"--speed must be > 0 (1 = real time), got {args.speed}"),
         (0.0 <= args.fail_rate <= 1.0, f"--fail-rate must be within [0, 1], got {args.fail_rate}"),
+        (args.kv_pool_bandwidth > 0, f"--kv-pool-bandwidth must be > 0 GB/s, got {args.kv_pool_bandwidth}"),
+        (args.kv_pool_value_bytes >= 8, f"--kv-pool-value-bytes must be >= 8, got {args.kv_pool_value_bytes}"),
     ]
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    if args.kv_pool:
+        from kvcache.client import PoolURLError, parse_pool_url
+        try:
+            parse_pool_url(args.kv_pool)
+        except PoolURLError as exc:
+            raise UsageError(f"--kv-pool: {exc}") from None
     return Settings(
         port=args.port, host=args.host, model=args.model,
         served_model_names=tuple(args.served_model_name or ()), gpu_type=args.gpu_type,
@@ -67,6 +84,8 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         check_lora_paths=args.check_lora_paths, kv_blocks=args.kv_blocks,
         block_size=args.block_size, max_num_seqs=args.max_num_seqs, max_model_len=args.max_model_len,
         speed=args.speed, seed=args.seed, fail_rate=args.fail_rate, v0_metrics=args.v0_metrics,
+        kv_pool=args.kv_pool, kv_pool_bandwidth=args.kv_pool_bandwidth * 1e9,
+        kv_pool_value_bytes=args.kv_pool_value_bytes,
     )
 
 

@@ -91,6 +91,32 @@ class KVCache:
         self._private -= 1
         return True
 
+    def load(self, hashes: Sequence[int]) -> int:
+        """Blocks fetched from outside (a KV pool) become cached, evictable blocks, in order.
+
+        Takes free blocks first, then evicts older cached ones (never one loaded in this call);
+        stops when neither is left. Returns how many leading blocks of `hashes` are now resident.
+        """
+        n = 0
+        mine: set[int] = set()
+        for h in hashes:
+            if h in self._ref:
+                if self._ref[h] == 0:  # keep it from being evicted by the loads behind it
+                    self._evictable.move_to_end(h)
+                    mine.add(h)
+                n += 1
+                continue
+            if self.num_blocks - len(self._ref) - self._private <= 0:
+                if not self._evictable or next(iter(self._evictable)) in mine:
+                    break
+                victim, _ = self._evictable.popitem(last=False)
+                del self._ref[victim]
+            self._ref[h] = 0
+            self._evictable[h] = None
+            mine.add(h)
+            n += 1
+        return n
+
     def release(self, hashes: Sequence[int], private_blocks: int) -> None:
         """A sequence finished or was preempted: drop its references.
 

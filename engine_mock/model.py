@@ -100,6 +100,13 @@ class Settings:
     """Test-only: fraction of generate requests answered with HTTP 500 (seeded, deterministic)."""
     v0_metrics: bool = False
     """Also export the series only vLLM's v0 engine had (num_requests_swapped, cpu_cache_usage_perc)."""
+    kv_pool: str = ""
+    """A KV block pool (kvcache://host:port,... or redis://host:port/0?pool=NAME): prompt blocks missing from
+    the local prefix cache are loaded from it before admission, computed blocks are written back."""
+    kv_pool_bandwidth: float = 12.5e9
+    """Bytes per second of a pool transfer (modelled; 12.5e9 = a 100 Gb/s RDMA NIC)."""
+    kv_pool_value_bytes: int = 4096
+    """Bytes actually stored per block in the pool (a stand-in; the transfer time uses the real KV size)."""
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -65,6 +65,7 @@ class EngineServer:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._cursor: float | None = None  # simulated end of the step in flight
+        self.pool = None  # engine_mock.kv_pool.PoolLink with --kv-pool
 
     # --- clock and engine loop -------------------------------------------------------------
     def sim_now(self) -> float:
@@ -117,6 +118,10 @@ class EngineServer:
             await clock.sleep_until(self.t0 + step.end / self.speed)
             late = loop.time() - self.t0 - step.end / self.speed
             lateness.observe(late if late > 0 else 0.0)
+            if self.pool is not None:
+                for req in step.emitted:
+                    if req.num_generated == 1:  # prefill done: its prompt blocks exist now
+                        self.pool.write_back(req.block_hashes)
             for req in step.emitted:
                 waiter = req.waiter
                 if waiter is not None and (req.stream or req.finished is not None) and not waiter.done():
@@ -126,6 +131,14 @@ class EngineServer:
 
     async def on_startup(self, app: web.Application) -> None:
         self.t0 = asyncio.get_running_loop().time()
+        if self.settings.kv_pool:
+            from engine_mock.kv_pool import PoolLink
+            from engine_mock.profiles import KV_BYTES_PER_TOKEN
+
+            self.pool = PoolLink(self.settings.kv_pool, self.names[0], self.settings.block_size,
+                                 self.settings.block_size * KV_BYTES_PER_TOKEN, self.settings.kv_pool_bandwidth,
+                                 self.settings.kv_pool_value_bytes)
+            await self.pool.start()
         self._loop_task = asyncio.create_task(self.engine_loop(), name="engine-loop")
 
     async def on_cleanup(self, app: web.Application) -> None:
@@ -135,6 +148,8 @@ class EngineServer:
                 await self._loop_task
             except asyncio.CancelledError:
                 pass
+        if self.pool is not None:
+            await self.pool.close()
 
     # --- helpers ----------------------------------------------------------------------------
     def resolve_model(self, name: str) -> str | None:
@@ -170,6 +185,11 @@ class EngineServer:
         req = SimRequest(rid=next(self._ids), prompt_len=len(gen.prompt_ids), max_tokens=gen.max_tokens,
                          block_hashes=block_hashes(gen.prompt_ids, self.kv.block_size), arrival=received,
                          lora=lora, stream=gen.stream)
+        start = req.arrival
+        if self.pool is not None and self.engine.blocks_needed(req.prompt_len, req.max_tokens) <= self.kv.num_blocks:
+            # resolved before admission, outside the pure scheduler; the wait counts in TTFT
+            if await self.pool.fetch(self.kv, req.block_hashes, req.prompt_len, self.speed):
+                start = self.arrival_time()
         try:
             self.engine.add(req)
         except RequestTooLarge as exc:
@@ -177,7 +197,7 @@ class EngineServer:
         if lora is not None:
             self.metrics.lora_arrived(lora)
         if self._cursor is None:  # an idle engine starts its next step at this arrival
-            self._cursor = req.arrival
+            self._cursor = start
         self._wake.set()
         pieces = api.output_pieces(gen.prompt_text, gen.seed, gen.max_tokens)
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{self._id_prefix}{req.rid:x}"
@@ -339,7 +359,10 @@ class EngineServer:
         return web.json_response({"version": "brix-engine-mock"})
 
     async def metrics_handler(self, request: web.Request) -> web.Response:
-        resp = web.Response(body=self.metrics.render())
+        page = self.metrics.render()
+        if self.pool is not None:
+            page += self.pool.render(self.names[0]).encode()
+        resp = web.Response(body=page)
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp
 
