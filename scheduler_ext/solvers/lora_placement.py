@@ -143,7 +143,7 @@ def solve(problem: Problem) -> Plan:
         if required(a) > sum(1 for p in problem.pods if _may(problem, a, p)):
             return _infeasible(started, f"adapter {a.name} needs {required(a)} replicas but only "
                                         f"{sum(1 for p in problem.pods if _may(problem, a, p))} pods are allowed")
-    hint = greedy(problem)
+    hint = improve(problem, greedy(problem))
     candidates, restricted = _candidates(problem, hint)
     model = cp_model.CpModel()
     x: dict[tuple[str, str], cp_model.IntVar] = {}
@@ -178,26 +178,133 @@ def solve(problem: Problem) -> Plan:
     hinted = {(a, p) for p, names in hint.items() for a in names}
     for key, var in x.items():
         model.AddHint(var, 1 if key in hinted else 0)
+    model.AddHint(peak, max(_loads(problem, hint).values(), default=0))
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = problem.time_limit_s
     solver.parameters.random_seed = problem.seed
     solver.parameters.num_workers = problem.workers
     status = solver.Solve(model)
     elapsed = (time.perf_counter() - started) * 1000.0
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        why = ("no placement satisfies slots, memory and minimum replicas" if status == cp_model.INFEASIBLE
-               else f"no placement found within {problem.time_limit_s}s")
-        return _infeasible(started, why)
-    placement: dict[str, list[str]] = {p.name: [] for p in problem.pods}
+    if status == cp_model.INFEASIBLE:
+        return _infeasible(started, "no placement satisfies slots, memory and minimum replicas")
     chosen = set()
-    for (a, p), var in x.items():
-        if solver.Value(var):
-            placement[p].append(a)
-            chosen.add((a, p))
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        chosen = {key for key, var in x.items() if solver.Value(var)}
+    hinted_ok = _complete(problem, hint)
+    if hinted_ok and (not chosen or _objective(problem, hint, current) < _objective(problem, _by_pod(problem, chosen),
+                                                                                     current)):
+        # CP-SAT did not beat its own starting point within the time limit (large problems, one
+        # worker): the improved greedy plan is the answer, never something worse
+        chosen, status = {(a, p) for p, names in hint.items() for a in names}, cp_model.FEASIBLE
+    if not chosen and required_total(problem):
+        return _infeasible(started, f"no placement found within {problem.time_limit_s}s")
+    placement = _by_pod(problem, chosen)
     loads = sorted(chosen - current)
     unloads = sorted(current - chosen)
-    return Plan(True, placement, loads, unloads, solver.Value(peak) / SCALE,
+    return Plan(True, placement, loads, unloads, max(_loads(problem, placement).values(), default=0) / SCALE,
                 status == cp_model.OPTIMAL and not restricted, elapsed, restricted=restricted)
+
+
+def required_total(problem: Problem) -> int:
+    return sum(required(a) for a in problem.adapters)
+
+
+def _by_pod(problem: Problem, chosen: set[tuple[str, str]]) -> dict[str, list[str]]:
+    placement: dict[str, list[str]] = {p.name: [] for p in problem.pods}
+    for a, p in sorted(chosen):
+        placement[p].append(a)
+    return placement
+
+
+def _loads(problem: Problem, placement: dict[str, list[str]]) -> dict[str, int]:
+    adapters = {a.name: a for a in problem.adapters}
+    return {p: sum(share(adapters[n]) for n in names) for p, names in placement.items()}
+
+
+def _complete(problem: Problem, placement: dict[str, list[str]]) -> bool:
+    """Every adapter has its required replicas in this placement."""
+    count: dict[str, int] = {}
+    for names in placement.values():
+        for n in names:
+            count[n] = count.get(n, 0) + 1
+    return all(count.get(a.name, 0) >= required(a) for a in problem.adapters)
+
+
+def _objective(problem: Problem, placement: dict[str, list[str]], current: set[tuple[str, str]]) -> int:
+    """The solver's objective (move_cost x moves + peak, in load units) for a placement."""
+    chosen = {(a, p) for p, names in placement.items() for a in names}
+    moves = len(chosen ^ current)
+    return max(1, round(problem.move_cost_rps * SCALE)) * moves + max(_loads(problem, placement).values(), default=0)
+
+
+def improve(problem: Problem, placement: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Local search on a placement (the solver's hint): move one replica at a time off the
+    busiest pod to the least-loaded pod that may take it, or else swap it with a lighter replica
+    of another pod, while that lowers the busiest pod's load and the other pod stays below it.
+    A step costs two or four moves (unload + load), so the answer is the step count whose
+    move_cost x moves + peak is lowest; with a high move cost (a repair) that is usually no step."""
+    pods = {p.name: p for p in problem.pods}
+    adapters = {a.name: a for a in problem.adapters}
+    current = {(a, p) for p, names in problem.current.items() for a in names}
+    placed = {p: list(names) for p, names in placement.items()}
+    load = _loads(problem, placed)
+    mem = {p: sum(adapters[n].size_mib for n in names) for p, names in placed.items()}
+    best, best_score = {p: list(n) for p, n in placed.items()}, _objective(problem, placed, current)
+    for _ in range(4 * sum(len(n) for n in placed.values()) + 1):
+        src = max(load, key=lambda p: (load[p], p))
+        step = None
+        for name in sorted(placed[src], key=lambda n: (-share(adapters[n]), n)):
+            a, s = adapters[name], share(adapters[name])
+            if s == 0:
+                continue
+            options = [q for q in placed if q != src and name not in placed[q] and _may(problem, a, pods[q])
+                       and len(placed[q]) < pods[q].slots and mem[q] + a.size_mib <= pods[q].memory_mib
+                       and load[q] + s < load[src]]
+            if options:
+                step = [(name, src, min(options, key=lambda q: (load[q], q)))]
+                break
+        if step is None:
+            step = _swap(problem, pods, adapters, placed, load, mem, src)
+        if step is None:
+            break
+        for name, frm, to in step:
+            placed[frm].remove(name)
+            placed[to].append(name)
+            size, s = adapters[name].size_mib, share(adapters[name])
+            load[frm] -= s
+            load[to] += s
+            mem[frm] -= size
+            mem[to] += size
+        score = _objective(problem, placed, current)
+        if score < best_score:
+            best, best_score = {p: list(n) for p, n in placed.items()}, score
+    return best
+
+
+def _swap(problem: Problem, pods: dict[str, EnginePod], adapters: dict[str, Adapter],
+          placed: dict[str, list[str]], load: dict[str, int], mem: dict[str, int],
+          src: str) -> list[tuple[str, str, str]] | None:
+    """The swap of a replica on `src` with a lighter one elsewhere that lowers `src` the most
+    while the other pod ends below `src`'s load now (None when there is none)."""
+    best: tuple[int, list[tuple[str, str, str]]] | None = None
+    for name in placed[src]:
+        a, sa = adapters[name], share(adapters[name])
+        for q, names in placed.items():
+            if q == src or name in names or not _may(problem, a, pods[q]):
+                continue
+            for other in names:
+                b, sb = adapters[other], share(adapters[other])
+                if sb >= sa or other in placed[src] or not _may(problem, b, pods[src]):
+                    continue
+                if load[q] + sa - sb >= load[src]:
+                    continue
+                if (mem[q] + a.size_mib - b.size_mib > pods[q].memory_mib
+                        or mem[src] - a.size_mib + b.size_mib > pods[src].memory_mib):
+                    continue
+                gain = sa - sb
+                if best is None or gain > best[0]:
+                    best = (gain, [(name, src, q), (other, q, src)])
+    return None if best is None else best[1]
 
 
 def _fits(adapter: Adapter, pod: EnginePod) -> bool:

@@ -146,3 +146,27 @@ def test_allowed_keeps_each_adapter_on_its_own_pods() -> None:
     import pytest
     with pytest.raises(ProblemError, match="allowed pods of adapter 'x' name 'z'"):
         solve(Problem(pods, [Adapter("x", 10, 1.0, 1)], allowed={"x": ["z"]}))
+
+
+def test_a_rebalance_past_the_time_limit_still_spreads_hot_adapters():
+    """200 Zipf-rated adapters placed while their rates were unknown (every one weighed alike)
+    leave the hot ones' replicas together; once the rates are known, a solve far too short for
+    CP-SAT to search still answers with a valid plan (the hint's local search of moves and swaps)
+    whose peak is lower by more than its moves cost."""
+    rng = random.Random(3)
+    weights = [1 / (k + 1) for k in range(200)]
+    rates = [1000 * w / sum(weights) for w in weights]
+    pods = [EnginePod(f"p{i:02d}", 16, 100_000) for i in range(20)]
+    adapters = [Adapter(f"a{k:03d}", 100, r, max(1, -(-round(r) // 50))) for k, r in enumerate(rates)]
+    rng.shuffle(adapters)
+    blind = [Adapter(a.name, a.size_mib, 1.0, a.min_replicas) for a in adapters]
+    current = solve(Problem(pods, blind, {}, time_limit_s=0.2)).placement
+    problem = Problem(pods, adapters, current, move_cost_rps=2.5, time_limit_s=0.2)
+    before = max(sum(share(a) for a in adapters if a.name in names) for names in current.values()) / SCALE
+    plan = solve(problem)
+    assert plan.feasible
+    check_constraints(problem, plan.placement)
+    assert plan.max_load < 0.8 * before, (plan.max_load, before)
+    chosen = {(a, p) for p, names in plan.placement.items() for a in names}
+    was = {(a, p) for p, names in current.items() for a in names}
+    assert objective(problem, chosen, was) < objective(problem, was, was)
