@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import logging
 import time
+from typing import cast
 
 import httptools
 
@@ -39,35 +41,180 @@ MAX_PIPELINED = 16  # queued requests per connection before reading pauses
 LINGER_S = 2.0
 
 
+class Phase(enum.Enum):
+    """Where a connection's reading side is. Serving runs beside it: `_Connection.task` answers the
+    queued requests in order while the next ones (pipelined) are still being read.
+
+    ```
+             first byte               head complete            message complete
+      IDLE ────────────────▶ HEAD ────────────────▶ BODY ────────────────────────▶ IDLE
+        │                     │                      │     (keep-alive; else CLOSING)
+        └─────────────────────┴──────────────────────┴──▶ CLOSING
+           400 malformed, 431 head too large, 408 too slow, 413 body too large,
+           an Upgrade, the last request (no keep-alive), an HTTP/1.0 stream or a
+           stream cut by a failure
+    ```
+
+    CLOSING is final: what arrives is dropped, the requests already queued are answered (a
+    failure mid-stream clears the queue), an owed error answer is written, then the connection
+    closes (after an error, with a lingering close). Every change goes through `_Connection._to`.
+    """
+
+    IDLE = "idle"        # between requests: nothing of the next one has arrived (keep-alive wait)
+    HEAD = "head"        # a request line and headers are arriving
+    BODY = "body"        # its body is arriving
+    CLOSING = "closing"  # no more requests: answer what is queued, then close
+
+
+IDLE, HEAD, BODY, CLOSING = Phase.IDLE, Phase.HEAD, Phase.BODY, Phase.CLOSING
+
+
+class _Assembler:
+    """Request assembly: llhttp's callbacks build one Request at a time from a connection's bytes
+    and enforce the head and body limits. It knows nothing of queues, tasks or responses: it tells
+    its connection that a request began, wants 100 Continue, is complete, is too large, or is
+    malformed (and then stops the parser by raising)."""
+
+    __slots__ = ("conn", "max_body", "parser", "url", "headers", "head_bytes", "head_raw", "began_in_feed",
+                 "body", "body_size", "request")
+
+    def __init__(self, conn: _Connection, max_body: int) -> None:
+        self.conn = conn
+        self.max_body = max_body
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: dict[str, str] = {}
+        self.head_bytes = 0       # bytes of url and headers seen by the callbacks
+        self.head_raw = 0         # bytes of a head still incomplete, counted per read (after its first)
+        self.began_in_feed = False  # a head began in the data being fed
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.request: Request | None = None   # the request whose head is complete and body is arriving
+
+    def feed(self, data: bytes) -> None:
+        """Parse `data`; raises httptools' HttpParserError / HttpParserUpgrade as llhttp does."""
+        self.began_in_feed = False
+        self.parser.feed_data(data)
+
+    def count_raw_head(self, n: int) -> None:
+        """All of a read was part of a head still incomplete: httptools buffers a header until it
+        ends, so on_header alone would let a header that never ends grow without limit."""
+        if self.began_in_feed:
+            return
+        self.head_raw += n
+        if self.head_raw > MAX_HEADER_BYTES:
+            self.conn.reject(431, f"request header block larger than {MAX_HEADER_BYTES} bytes", "headers_too_large")
+
+    # ---- llhttp callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = {}
+        self.head_bytes = 0
+        self.body = []
+        self.body_size = 0
+        self.head_raw = 0
+        self.began_in_feed = True
+        self.conn.request_began()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self._grow_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._grow_head(len(name) + len(value))
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        old = self.headers.get(key)
+        self.headers[key] = text if old is None else f"{old}, {text}"
+
+    def _grow_head(self, n: int) -> None:
+        self.head_bytes += n
+        if self.head_bytes > MAX_HEADER_BYTES:
+            self.conn.reject(431, f"request header block larger than {MAX_HEADER_BYTES} bytes", "headers_too_large")
+            raise httptools.HttpParserError("header block too large")
+
+    def on_headers_complete(self) -> None:
+        try:
+            url = httptools.parse_url(self.url)
+        except httptools.HttpParserInvalidURLError:
+            self.conn.reject(400, f"malformed request target {self.url[:200]!r}", "bad_request")
+            raise httptools.HttpParserError("bad url") from None
+        req = Request(self.parser.get_method().decode("latin-1"), url.path.decode("latin-1"),
+                      (url.query or b"").decode("latin-1"), self.headers, self.parser.get_http_version())
+        self.request = req
+        self.conn.head_complete()
+        length = req.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            self._too_large(req)
+            return
+        if req.headers.get("expect", "").lower() == "100-continue":
+            self.conn.continue_wanted()
+
+    def on_body(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if self.body_size > self.max_body:
+            if self.request is not None:
+                self._too_large(self.request)
+            return
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        req = self.request
+        if req is None:   # answered already as too large
+            return
+        self.request = None
+        req.body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self.body = []
+        self.conn.request_complete(req, self.parser.should_keep_alive())
+
+    def _too_large(self, req: Request) -> None:
+        """The handler answers it (so it is counted and logged); the rest of the body is never read."""
+        req.too_large = True
+        self.request = None
+        self.conn.request_too_large(req)
+
+
 class _Connection(asyncio.Protocol):
+    """One client connection: its reading phase (`phase`, changed only by `_to`), request assembly
+    (`_Assembler`), and dispatch: the queue of complete requests, answered in order by one task."""
+
     def __init__(self, edge: HttpEdge) -> None:
         self.edge = edge
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
+        self.phase = IDLE
+        self.receiving_since = 0.0   # when the request arriving now began (phases HEAD and BODY)
+        self.last_active = time.monotonic()
+        self.assembler = _Assembler(self, edge.max_body)
+        # dispatch
         self.queue: collections.deque[Request] = collections.deque()
         self.task: asyncio.Task[None] | None = None
-        self.paused: asyncio.Future[None] | None = None
-        self.closing_after_response = False
-        self.reading_paused = False
-        self.last_active = time.monotonic()
-        self._url = b""
-        self._headers: dict[str, str] = {}
-        self._header_bytes = 0
-        self._body: list[bytes] = []
-        self._body_size = 0
-        self._request: Request | None = None
-        self._discarding = False  # after a 413 or 400: ignore the rest of what the client sends
-        self._in_head = False  # between on_message_begin and on_headers_complete
-        self._head_began = False  # a head began in the data being fed
-        self._head_raw = 0  # bytes of the head in progress, counted as they arrive (after its first read)
-        self._continue_owed = False  # a 100 Continue waits for the response being written to end
-        self.receiving_since: float | None = None  # first byte of a request still arriving
         self.current: Request | None = None  # the request being answered
-        self._pending_reject: bytes | None = None  # an error answer owed after the queued requests
+        self.continue_owed = False  # a 100 Continue waits for the response being written to end
+        self.owed_error: bytes | None = None  # an error answer owed after the queued requests
+        # flow control
+        self.paused: asyncio.Future[None] | None = None   # writing: the transport's buffer is full
+        self.reading_paused = False                       # reading: too many pipelined requests queued
+
+    # ---- the phase ----------------------------------------------------------------------
+    def _to(self, phase: Phase) -> None:
+        """Every phase change (see Phase): CLOSING is final; entering HEAD starts the request timer."""
+        if self.phase is CLOSING:
+            return
+        if phase is HEAD:
+            self.receiving_since = time.monotonic()
+        self.phase = phase
+
+    @property
+    def closing_after_response(self) -> bool:
+        return self.phase is CLOSING
+
+    def close_after_response(self) -> None:
+        """The response being written is the connection's last (an HTTP/1.0 stream ends at the close)."""
+        self._to(CLOSING)
 
     # ---- transport events ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)   # create_server hands stream transports
         self.edge.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -106,129 +253,65 @@ class _Connection(asyncio.Protocol):
         return b"connection: keep-alive\r\n" if req is not None and req.http_version == "1.0" else b""
 
     def data_received(self, data: bytes) -> None:
-        if self._discarding:
+        if self.phase is CLOSING:
             return
         self.last_active = time.monotonic()
-        self._head_began = False
         try:
-            self.parser.feed_data(data)
+            self.assembler.feed(data)
         except httptools.HttpParserUpgrade:
             if self.task is None:
-                self._reject(400, "protocol upgrades are not supported", "upgrade_not_supported")
+                self.reject(400, "protocol upgrades are not supported", "upgrade_not_supported")
             else:
                 # llhttp pauses here after the request itself is complete and queued: it is answered
                 # as a plain request (a server may ignore Upgrade), and what follows is not read
-                self._discarding = self.closing_after_response = True
+                self._to(CLOSING)
         except httptools.HttpParserError as exc:
-            if not self._discarding:
-                self._reject(400, f"malformed HTTP request: {exc}", "bad_request")
+            if self.phase is not CLOSING:
+                self.reject(400, f"malformed HTTP request: {exc}", "bad_request")
             return
-        if self._in_head and not self._head_began and not self._discarding:
-            # all of `data` was part of a head still incomplete: httptools buffers a header until
-            # it ends, so on_header alone would let a header that never ends grow without limit
-            self._head_raw += len(data)
-            if self._head_raw > MAX_HEADER_BYTES:
-                self._reject(431, f"request header block larger than {MAX_HEADER_BYTES} bytes", "headers_too_large")
+        if self.phase is HEAD:
+            self.assembler.count_raw_head(len(data))
 
-    # ---- parser callbacks ----------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = {}
-        self._header_bytes = 0
-        self._body = []
-        self._body_size = 0
-        self._head_raw = 0
-        self._in_head = self._head_began = True
-        self.receiving_since = time.monotonic()
+    # ---- what the assembler reports --------------------------------------------------------
+    def request_began(self) -> None:
+        self._to(HEAD)
 
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._grow_head(len(url))
+    def head_complete(self) -> None:
+        self._to(BODY)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._grow_head(len(name) + len(value))
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        old = self._headers.get(key)
-        self._headers[key] = text if old is None else f"{old}, {text}"
+    def continue_wanted(self) -> None:
+        if self.task is None:
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        else:  # an earlier pipelined request is being answered: after its response, not inside it
+            self.continue_owed = True
 
-    def _grow_head(self, n: int) -> None:
-        self._header_bytes += n
-        if self._header_bytes > MAX_HEADER_BYTES:
-            self._reject(431, f"request header block larger than {MAX_HEADER_BYTES} bytes", "headers_too_large")
-            raise httptools.HttpParserError("header block too large")
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        try:
-            url = httptools.parse_url(self._url)
-        except httptools.HttpParserInvalidURLError:
-            self._reject(400, f"malformed request target {self._url[:200]!r}", "bad_request")
-            raise httptools.HttpParserError("bad url") from None
-        req = Request(self.parser.get_method().decode("latin-1"), url.path.decode("latin-1"),
-                      (url.query or b"").decode("latin-1"), self._headers, self.parser.get_http_version())
-        self._request = req
-        length = req.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.edge.max_body:
-            self._too_large(req)
-            return
-        if req.headers.get("expect", "").lower() == "100-continue":
-            if self.task is None:
-                self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            else:  # an earlier pipelined request is being answered: after its response, not inside it
-                self._continue_owed = True
-
-    def on_body(self, body: bytes) -> None:
-        self._body_size += len(body)
-        if self._body_size > self.edge.max_body:
-            if self._request is not None:
-                self._too_large(self._request)
-            return
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        self.receiving_since = None
-        req = self._request
-        if req is None:
-            return
-        self._request = None
-        req.body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        self._body = []
-        if not self.parser.should_keep_alive():
-            self.closing_after_response = True
-            self._discarding = True
+    def request_complete(self, req: Request, keep_alive: bool) -> None:
+        self._to(IDLE if keep_alive else CLOSING)
         self._enqueue(req)
 
-    # ---- dispatch ------------------------------------------------------------------------
-    def _too_large(self, req: Request) -> None:
+    def request_too_large(self, req: Request) -> None:
         """Answer through the handler (so it is counted and logged), then close: the rest of
         the body is never read."""
-        req.too_large = True
-        self.receiving_since = None
-        self._request = None
-        self._discarding = True
-        self.closing_after_response = True
+        self._to(CLOSING)
         self._enqueue(req)
 
     def time_out_request(self) -> None:
         """The request still arriving took longer than request_timeout_s: 408 and a close."""
-        self.receiving_since = None
-        self._reject(408, f"the request did not arrive within {self.edge.request_timeout_s:g}s", "request_timeout")
+        self.reject(408, f"the request did not arrive within {self.edge.request_timeout_s:g}s", "request_timeout")
 
-    def _reject(self, status: int, message: str, code: str) -> None:
+    def reject(self, status: int, message: str, code: str) -> None:
         """A request that cannot be parsed: an error response and a close (nothing queued is lost:
         requests already parsed are answered first)."""
-        self._discarding = True
-        self.closing_after_response = True
+        self._to(CLOSING)
         body = self.edge.error_body(status, message, code)
         data = head(status, {"content-type": "application/json"},
-                     b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)) + body
+                    b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)) + body
         if self.task is None and not self.queue:
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.write(data)
                 self._lingering_close()
         else:
-            self._pending_reject = data
+            self.owed_error = data
 
     def _lingering_close(self) -> None:
         """Close after an error answered before the client finished sending: end our side and read
@@ -243,6 +326,7 @@ class _Connection(asyncio.Protocol):
         transport.write_eof()
         asyncio.get_running_loop().call_later(LINGER_S, transport.close)
 
+    # ---- dispatch ------------------------------------------------------------------------
     def _enqueue(self, req: Request) -> None:
         self.queue.append(req)
         if self.task is None:
@@ -268,7 +352,7 @@ class _Connection(asyncio.Protocol):
                     if not responder.started:
                         self._internal_error(responder)
                     else:
-                        self.closing_after_response = True
+                        self._to(CLOSING)
                         if not responder.finished:
                             # no last chunk, and nothing more on this connection: the client must see
                             # the stream as cut short, not as a complete (shorter) response
@@ -280,12 +364,12 @@ class _Connection(asyncio.Protocol):
                 elif not responder.finished:
                     responder.end()
                 self.current = None
-                if self._continue_owed:
-                    self._continue_owed = False
-                    if not self.closing_after_response:
+                if self.continue_owed:
+                    self.continue_owed = False
+                    if self.phase is not CLOSING:
                         self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 self.last_active = time.monotonic()
-                if self.closing_after_response and not self.queue:
+                if self.phase is CLOSING and not self.queue:
                     break
                 if self.reading_paused and len(self.queue) < MAX_PIPELINED // 2 and self.transport is not None:
                     self.reading_paused = False
@@ -297,11 +381,11 @@ class _Connection(asyncio.Protocol):
             return
         finally:
             self.task = None
-        if self._pending_reject is not None and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(self._pending_reject)
+        if self.owed_error is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self.owed_error)
             self._lingering_close()
             return
-        if self.closing_after_response and self.transport is not None:
+        if self.phase is CLOSING and self.transport is not None:
             self.transport.close()
 
     def _internal_error(self, responder: Responder) -> None:
@@ -311,6 +395,10 @@ class _Connection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         return self.task is None and not self.queue
+
+    @property
+    def receiving(self) -> bool:
+        return self.phase is HEAD or self.phase is BODY
 
 
 class HttpEdge:
@@ -349,7 +437,7 @@ class HttpEdge:
             for conn in list(self.connections):
                 if not conn.idle or conn.transport is None:
                     continue
-                if conn.receiving_since is not None:
+                if conn.receiving:
                     if now - conn.receiving_since > self.request_timeout_s:
                         conn.time_out_request()
                 elif now - conn.last_active > self.keepalive_s:

@@ -13,9 +13,13 @@ from typing import Protocol
 class Connection(Protocol):
     """What a Responder needs of its connection (http_edge._Connection)."""
 
-    closing_after_response: bool
     current: Request | None
     paused: object | None
+
+    @property
+    def closing_after_response(self) -> bool: ...
+
+    def close_after_response(self) -> None: ...
 
     def write(self, data: bytes) -> None: ...
 
@@ -45,15 +49,18 @@ Handler = Callable[[Request, "Responder"], Awaitable[None]]
 ErrorBody = Callable[[int, str, str], bytes]
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
-_date_cache: list[float | bytes] = [0.0, b""]
+_date_second = 0.0
+_date_line = b""
 
 
 def date_header() -> bytes:
+    """The Date header line, formatted once per second."""
+    global _date_second, _date_line
     now = time.time()
-    if now - _date_cache[0] >= 1.0:  # type: ignore[operator]
-        _date_cache[0] = float(int(now))
-        _date_cache[1] = f"date: {formatdate(now, usegmt=True)}\r\n".encode()
-    return _date_cache[1]  # type: ignore[return-value]
+    if now - _date_second >= 1.0:
+        _date_second = float(int(now))
+        _date_line = f"date: {formatdate(now, usegmt=True)}\r\n".encode()
+    return _date_line
 
 
 def head(status: int, headers: Mapping[str, str], framing: bytes) -> bytes:
@@ -94,7 +101,8 @@ class Responder:
         conn = self._conn
         if conn.current is not None and conn.current.http_version == "1.0":
             # HTTP/1.0 has no chunked encoding (RFC 9112 6.1): send the body as is and end it by closing
-            self._unframed = conn.closing_after_response = True
+            self._unframed = True
+            conn.close_after_response()
             framing = b"connection: close\r\n\r\n"
         else:
             framing = b"transfer-encoding: chunked\r\n%s\r\n" % conn.connection_header(conn.closing_after_response)
