@@ -68,7 +68,9 @@ class _Connection:
                 fut = self.pending.popleft()
                 if not fut.done():
                     fut.set_result((status, count, body))
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, p.ProtocolError) as exc:
+        except asyncio.IncompleteReadError:
+            error = ConnectionResetError("the server closed the connection")
+        except (ConnectionError, OSError, p.ProtocolError) as exc:
             error = exc
         except asyncio.CancelledError:
             error = ConnectionResetError("the connection was closed")
@@ -230,7 +232,7 @@ class PoolClient:
         try:
             conn = await server.connection()
             status, count, body = await conn.call(buffers, self.timeout_s)
-        except (OSError, TimeoutError, ConnectionError, p.ProtocolError) as exc:
+        except (OSError, TimeoutError, ConnectionError, EOFError, p.ProtocolError) as exc:
             self.stats.failures += 1
             server.down_until = time.monotonic() + self.backoff_s
             kv(log, "pool server unavailable; its keys count as misses", logging.DEBUG, server=addr,
