@@ -1,46 +1,21 @@
 """Reading metrics: pods on their pod IP, external URLs, the optimizer, the gateway's held demand.
 
-`sample_value` is pure (a Prometheus text page -> one number); the fetches are thin aiohttp
-calls that answer None on any failure, so the caller records a missing sample, never a zero.
+`sample_value` (brix.vllm_metrics, the reader the gateway's scraper shares) is pure: a Prometheus
+text page -> one number. The fetches are thin aiohttp calls that answer None on any failure, so
+the caller records a missing sample, never a zero.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping
 
 import aiohttp
 
+from brix.vllm_metrics import sample_value
 from controllers.autoscaler.model import MetricSource
 
-_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?[ \t]+(\S+)")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 HELD_METRIC = "brix_gateway_held_requests"
-
-
-def sample_value(text: str, name: str, labels: Mapping[str, str] | None = None) -> float | None:
-    """The sum of the samples named `name` whose labels include `labels`; None when there is none."""
-    total, found = 0.0, False
-    for line in text.splitlines():
-        if not line.startswith(name):
-            continue
-        m = _LINE.match(line)
-        if m is None or m.group(1) != name:
-            continue
-        if labels:
-            have = dict(_LABEL.findall(m.group(2) or ""))
-            if any(have.get(k) != v for k, v in labels.items()):
-                continue
-        try:
-            value = float(m.group(3))
-        except ValueError:
-            continue
-        if value != value:   # NaN: the exporter has no value
-            continue
-        total += value
-        found = True
-    return total if found else None
 
 
 async def fetch_text(session: aiohttp.ClientSession, url: str, timeout_s: float) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.metrics_scraper import parse_vllm_metrics
+from brix.vllm_metrics import parse_vllm_metrics
 
 PAGE = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.
