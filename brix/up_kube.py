@@ -22,9 +22,9 @@ from typing import Any
 from brix import procs
 from brix.kube import manifests
 from brix.kube.cluster import ClusterSettings, LocalCluster, start
-from brix.up import GPU_TYPES, UpSettings, say
 from brix.up_components import run_brix
 from brix.up_demo import gpu_mix, post_json
+from brix.up_plan import GPU_TYPES, UpSettings, say
 
 NAMESPACE = "default"
 

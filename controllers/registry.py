@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import kopf
 
 from controllers.autoscaler.handlers import AutoscalerController
+from controllers.kvcache.handlers import KVCacheController
 from controllers.modeladapter.handlers import ModelAdapterController
 from controllers.runtime import Runtime
 
@@ -25,4 +26,7 @@ def register_all(registry: kopf.OperatorRegistry, rt: Runtime) -> list[Loop]:
     adapters = ModelAdapterController(rt.settings.modeladapter, rt.api_client, rt.stats, rt.clock)
     adapters.register(registry)
     rt.controllers["modeladapter"] = adapters
-    return [autoscaler.run, adapters.run]
+    kvcaches = KVCacheController(rt.settings.kvcache, rt.api_client, rt.stats, rt.clock)
+    kvcaches.register(registry)
+    rt.controllers["kvcache"] = kvcaches
+    return [autoscaler.run, adapters.run, kvcaches.run]

@@ -57,6 +57,13 @@ class ModelAdapterSettings:
 
 
 @dataclass(frozen=True)
+class KVCacheSettings:
+    tick_s: float = 1.0
+    """How often each KVCache's objects are checked (created if missing, patched if their spec changed)
+    and its status refreshed from the StatefulSet's ready count. A change to a KVCache starts a round at once."""
+
+
+@dataclass(frozen=True)
 class OperatorSettings:
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty with all_namespaces = cluster-wide."""
@@ -69,3 +76,4 @@ class OperatorSettings:
     leader: LeaderSettings = field(default_factory=LeaderSettings)
     autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
     modeladapter: ModelAdapterSettings = field(default_factory=ModelAdapterSettings)
+    kvcache: KVCacheSettings = field(default_factory=KVCacheSettings)

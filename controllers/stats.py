@@ -28,3 +28,5 @@ class ControllerStats:
         self.adapter_ready = Gauge("brix_modeladapter_ready_replicas",
                                    "Pods that list the adapter in GET /v1/models and are in its EndpointSlice",
                                    labels, registry=r)
+        self.kvcache_ready = Gauge("brix_kvcache_ready_replicas", "Cache servers of the KVCache that are Ready",
+                                   labels, registry=r)

@@ -51,6 +51,34 @@ def lora_engine(api: K8sApi, brix_process) -> str:  # type: ignore[no-untyped-de
     return f"http://127.0.0.1:{port}"
 
 
+def kvcache_created_then_changed(api: K8sApi, token: str) -> None:
+    """A managed-Redis KVCache: its four objects are created (get, create), then a spec change patches
+    all of them (StatefulSet replicas, both Services' ports, the Redis image) and its status."""
+    custom = api.custom()
+    group = ("orchestration.brix.dev", "v1alpha1", "default", "kvcaches")
+    custom.create_namespaced_custom_object(*group, {
+        "apiVersion": "orchestration.brix.dev/v1alpha1", "kind": "KVCache", "metadata": {"name": "pool"},
+        "spec": {"mode": "distributed", "replicas": 1, "metadata": {"redis": {"managed": True}}}})
+    apps, core = api.apps_v1(), api.core_v1()
+
+    def objects() -> bool:
+        try:
+            apps.read_namespaced_stateful_set("pool", "default")
+            apps.read_namespaced_deployment("pool-redis", "default")
+            core.read_namespaced_service("pool", "default")
+            core.read_namespaced_service("pool-redis", "default")
+        except Exception:  # noqa: BLE001 - not there yet
+            return False
+        return True
+    wait_for(objects, "the operator never created the KVCache's StatefulSet, Services and Redis", timeout=30)
+    custom.patch_namespaced_custom_object(*group, "pool", {"spec": {
+        "replicas": 2, "service": {"port": 9700}, "metadata": {"redis": {"managed": True, "image": "redis:7.4"}}}})
+    wanted = {("apps", "statefulsets", "patch"), ("apps", "deployments", "patch"), ("", "services", "patch"),
+              ("orchestration.brix.dev", "kvcaches/status", "patch")}
+    wait_for(lambda: wanted <= {c[:3] for c in operator_calls(api, token)},
+             "the operator never patched the KVCache's objects after a spec change", timeout=30)
+
+
 def test_the_controllers_role_is_what_the_operator_calls(brix_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with K8sApi(request_log=100_000) as api:
         lora_engine(api, brix_process)
@@ -86,6 +114,7 @@ def test_the_controllers_role_is_what_the_operator_calls(brix_process, tmp_path:
         api.custom().delete_namespaced_custom_object("model.brix.dev", "v1alpha1", "default", "modeladapters", "sql")
         wait_for(lambda: ("discovery.k8s.io", "endpointslices", "patch") in {c[:3] for c in operator_calls(api, token)},
                  "the operator never updated the adapter's EndpointSlice", timeout=30)
+        kvcache_created_then_changed(api, token)
         wanted = {("autoscaling.brix.dev", "podautoscalers", "watch"), ("coordination.k8s.io", "leases", "update")}
         wait_for(lambda: wanted <= {c[:3] for c in operator_calls(api, token)},
                  "the operator never watched PodAutoscalers or renewed its Lease", timeout=30)
