@@ -9,12 +9,17 @@ Demo traffic, each step through a real protocol:
 3. a pod asking for a GPU type no node has: kube-scheduler's FailedScheduling event carries the
    extender's reason;
 4. heal the GPU; it is Healthy again after the device plugin's quiet period;
-5. the cheapest GPU mix for a workload (Mélange ILP over the AIBrix profiles), when present.
+5. the cheapest GPU mix for a workload (Mélange ILP over the AIBrix profiles), when present;
+6. a PodAutoscaler (KPA) on the A100 engines: concurrent chats through the gateway scale them up,
+   `brix controllers` (deploy/local/controllers) writing the Deployment's /scale;
+7. a ModelAdapter: a LoRA adapter loaded on an engine by the operator and chatted with by name.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import threading
 import time
 import urllib.request
 from typing import Any
@@ -60,13 +65,15 @@ def run(settings: UpSettings) -> int:
             f"{cluster.timings['total_s']:.1f} s; RSS " + ", ".join(f"{k} {v:.0f} MiB" for k, v in rss.items()))
         say(f"kubeconfig: {cluster.kubeconfig}")
         say(f"  try: KUBECONFIG={cluster.kubeconfig} {manifests.kubectl_binary()} get nodes,pods -A -o wide")
+        cluster.kubectl("apply", "-f", "-", stdin=manifests.dump(manifests.local_controllers_objects()))
         cluster.kubectl("-n", NAMESPACE, "apply", "-k", str(manifests.DEPLOY / "gateway"))
         per_type = max(1, settings.engines // len(GPU_TYPES))
         for gpu_type in GPU_TYPES:
             body = engine_deployment(settings.model, gpu_type, per_type)
             cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(body))
-        for name in ["brix-gateway", *(f"{settings.model}-{t.lower()}" for t in GPU_TYPES)]:
-            cluster.kubectl("-n", NAMESPACE, "rollout", "status", f"deployment/{name}", "--timeout=180s",
+        for namespace, name in [("brix-system", "brix-controllers"), (NAMESPACE, "brix-gateway"),
+                                *((NAMESPACE, f"{settings.model}-{t.lower()}") for t in GPU_TYPES)]:
+            cluster.kubectl("-n", namespace, "rollout", "status", f"deployment/{name}", "--timeout=180s",
                             timeout=190)
         print(cluster.kubectl("get", "nodes,pods", "-A", "-o", "wide").stdout, flush=True)
         gateway = _gateway_url(cluster)
@@ -99,7 +106,7 @@ def _allocatable(cluster: LocalCluster, node: str) -> str:
 
 
 def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
-    say("demo 1/5: chatting through the gateway, which found the engine pods through the API")
+    say("demo 1/7: chatting through the gateway, which found the engine pods through the API")
 
     def gateway_knows_model() -> bool:
         try:
@@ -119,7 +126,7 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
             f"in {1000 * (time.perf_counter() - started):.0f} ms")
 
     victim = cluster.node_names[0]
-    say(f"demo 2/5: XID 79 (GPU fell off the bus) on {victim} GPU 1")
+    say(f"demo 2/7: XID 79 (GPU fell off the bus) on {victim} GPU 1")
     before = _allocatable(cluster, victim)
     injected = time.perf_counter()
     run_brix("nvml-mock", "inject", "--config", str(cluster.mock_gpu_config(victim)), "--gpu", "1", "--xid", "79")
@@ -127,7 +134,7 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
     say(f"  Node {victim} allocatable nvidia.com/gpu {before} -> {_allocatable(cluster, victim)} "
         f"{time.perf_counter() - injected:.2f} s after the fault (device plugin -> node agent -> API)")
 
-    say("demo 3/5: a pod asking for an L20 GPU, which no node has: kube-scheduler asks the extender")
+    say("demo 3/7: a pod asking for an L20 GPU, which no node has: kube-scheduler asks the extender")
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": "l20-engine", "annotations": {"scheduling.brix.dev/gpu-types": "L20"}},
            "spec": {"containers": [{"name": "c", "image": "brix:0.1.0", "args": ["version"],
@@ -140,11 +147,82 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
     say(f"  FailedScheduling: {cluster.wait_for('FailedScheduling', reason, 60)}")
     cluster.kubectl("-n", NAMESPACE, "delete", "pod", "l20-engine", "--wait=false")
 
-    say(f"demo 4/5: healing {victim} GPU 1 (the device plugin's quiet period is 30 s)")
+    say(f"demo 4/7: healing {victim} GPU 1 (the device plugin's quiet period is 30 s)")
     healed = time.perf_counter()
     run_brix("nvml-mock", "inject", "--config", str(cluster.mock_gpu_config(victim)), "--gpu", "1", "--heal")
     cluster.wait_for("allocatable back", lambda: _allocatable(cluster, victim) == before, 90, 0.2)
     say(f"  allocatable back to {before} {time.perf_counter() - healed:.1f} s after the heal")
 
-    gpu_mix(settings, "5/5")
+    gpu_mix(settings, "5/7")
+    autoscale(cluster, settings, gateway, "6/7")
+    model_adapter(cluster, settings, gateway, "7/7")
     say("demo done")
+
+
+def _chat(gateway: str, model: str, text: str, max_tokens: int) -> dict[str, str]:
+    _reply, headers = post_json(f"{gateway}/v1/chat/completions", {
+        "model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}]})
+    return headers
+
+
+def autoscale(cluster: LocalCluster, settings: UpSettings, gateway: str, step: str) -> None:
+    target = f"{settings.model}-a100"
+    say(f"demo {step}: a PodAutoscaler (KPA, 2 running requests per pod) on deployment/{target}; "
+        "8 clients chat through the gateway")
+    body = {"apiVersion": "autoscaling.brix.dev/v1alpha1", "kind": "PodAutoscaler", "metadata": {"name": target},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                     "minReplicas": 1, "maxReplicas": 3, "scalingStrategy": "KPA",
+                     "windows": {"stableSeconds": 6, "panicSeconds": 2},
+                     "metricsSources": [{"type": "pod", "metric": "vllm:num_requests_running", "targetValue": 2}]}}
+    cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(body))
+    before = cluster.get_json("-n", NAMESPACE, f"deployment/{target}")["spec"]["replicas"]
+    done = threading.Event()
+
+    def client(i: int) -> int:
+        sent = 0
+        while not done.is_set():
+            _chat(gateway, settings.model, f"load {i} {sent}", 200)
+            sent += 1
+        return sent
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        clients = [pool.submit(client, i) for i in range(8)]
+        try:
+            cluster.wait_for("the PodAutoscaler to scale up", lambda: cluster.get_json(
+                "-n", NAMESPACE, f"deployment/{target}")["spec"]["replicas"] > before, 90)
+        finally:
+            done.set()
+        sent = sum(c.result(120) for c in clients)
+    decision = cluster.get_json("-n", NAMESPACE, f"podautoscalers.autoscaling.brix.dev/{target}")["status"][
+        "lastDecisions"][0]
+    say(f"  replicas {decision['from']} -> {decision['to']} {time.perf_counter() - started:.1f} s after the load "
+        f"began ({decision['reason']}); {sent} requests, none failed")
+    print(cluster.kubectl("-n", NAMESPACE, "get", "podautoscalers").stdout, flush=True)
+
+
+def model_adapter(cluster: LocalCluster, settings: UpSettings, gateway: str, step: str) -> None:
+    name = "sql-lora"
+    say(f"demo {step}: a ModelAdapter: LoRA adapter {name} on one {settings.model} engine, placed by the "
+        "CP-SAT solver and loaded through vLLM's API")
+    body = {"apiVersion": "model.brix.dev/v1alpha1", "kind": "ModelAdapter", "metadata": {"name": name},
+            "spec": {"baseModel": settings.model, "artifactURL": f"huggingface://brix-demo/{name}", "replicas": 1,
+                     "podSelector": {"matchLabels": {"model.brix.dev/name": settings.model}}}}
+    started = time.perf_counter()
+    cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(body))
+
+    def running() -> dict[str, Any] | None:
+        status = cluster.get_json("-n", NAMESPACE, f"modeladapters.model.brix.dev/{name}").get("status") or {}
+        return status if status.get("phase") == "Running" else None
+    status = cluster.wait_for(f"ModelAdapter {name} to be Running", running, 90)
+    say(f"  Running on {', '.join(status.get('instances') or [])} {time.perf_counter() - started:.1f} s after "
+        "kubectl apply")
+    headers = cluster.wait_for(f"the gateway to route {name}", lambda: _try_chat(gateway, name), 30)
+    say(f"  chat with model={name}: served by {headers.get('x-brix-endpoint', '?')}")
+    print(cluster.kubectl("-n", NAMESPACE, "get", "modeladapters").stdout, flush=True)
+
+
+def _try_chat(gateway: str, model: str) -> dict[str, str] | None:
+    try:
+        return _chat(gateway, model, "SELECT the answer", 8)
+    except OSError:       # 404 until the gateway has learnt the adapter
+        return None

@@ -69,5 +69,10 @@ def local_objects(extender_port: int) -> list[dict[str, Any]]:
     return objects
 
 
+def local_controllers_objects() -> list[dict[str, Any]]:
+    """deploy/local/controllers: the CRDs and `brix controllers`, for `brix up`."""
+    return render(LOCAL_OVERLAY / "controllers")
+
+
 def dump(objects: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(objects, sort_keys=False)

@@ -1,8 +1,10 @@
 """`brix up` on the real control plane, as `make demo` runs it: nodes, device plugins, extender,
-gateway and engine Deployments through the API, the demo, then everything stopped by PID."""
+controllers, gateway and engine Deployments through the API, the demo (a GPU fault, a PodAutoscaler
+scaling up, a ModelAdapter routed), then everything stopped by PID."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +37,9 @@ def test_brix_up_runs_on_the_real_control_plane(tmp_path: Path) -> None:
     assert "allocatable nvidia.com/gpu 4 -> 3" in out
     assert "FailedScheduling:" in out and "is not among the pod's allowed types" in out
     assert "allocatable back to 4" in out
+    assert "brix-controllers-" in out
+    assert re.search(r"replicas 1 -> [23] .*none failed", out), out        # the PodAutoscaler scaled up
+    assert re.search(r"chat with model=sql-lora: served by 127\.", out), out  # the ModelAdapter is routed
     assert "demo done" in out and out.rstrip().endswith("stopped")
     # every process of the cluster was stopped by PID: nothing of it is left running
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "up")], capture_output=True, text=True)
