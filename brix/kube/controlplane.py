@@ -234,9 +234,10 @@ class ControlPlane:
         """Stop kube-scheduler by PID (benchmarks queue pods first, then start it again)."""
         self.processes.pop("kube-scheduler").stop()
 
-    def start_scheduler(self, *, extenders: bool = True) -> None:
+    def start_scheduler(self, *, extenders: bool = True, feature_gates: dict[str, bool] | None = None) -> None:
         """Start kube-scheduler with the settings' configuration; extenders=False drops its
-        extenders (the benchmark's baseline, on the same cluster)."""
+        extenders (the benchmark's baseline, on the same cluster); feature_gates go to
+        --feature-gates."""
         assert self.bins is not None
         source = None
         if self.settings.scheduler_config is not None:
@@ -253,6 +254,8 @@ class ControlPlane:
             str(self.bins.path("kube-scheduler")), f"--config={path}", "--bind-address=127.0.0.1",
             f"--secure-port={port}", f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}", "--v=2",
+            *([f"--feature-gates={','.join(f'{k}={str(v).lower()}' for k, v in feature_gates.items())}"]
+              if feature_gates else []),
         ])
         self._wait(proc, f"https://127.0.0.1:{port}/healthz", tls=True, verify=False)
 

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, list[dict]]:
         workdir=workdir / "control-plane", scheduler_config=manifests.SCHEDULER_CONFIG,
         extender_url=f"http://127.0.0.1:{extender_port}", scheduler_qps=args.scheduler_qps))
     started: list[procs.ManagedProcess] = []
-    results: dict[str, list[dict]] = {"alone": [], "extender": []}
+    results: dict[str, list[dict]] = {mode: [] for mode in MODES}
     try:
         plane.start()
         health = procs.free_port()
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, list[dict]]:
         started.append(extender)
         extender.wait_ready(120)
         for round_ in range(args.rounds):
-            order = ("extender", "alone") if round_ % 2 else ("alone", "extender")
+            order = MODES[::-1] if round_ % 2 else MODES
             for mode in order:
                 plane.stop_scheduler()
                 asyncio.run(delete_all(plane.kubeconfig))
@@ -130,7 +130,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, list[dict]]:
                 pids = {**{p.name: p.pid for p in started}, **{n: p.pid for n, p in plane.processes.items()}}
                 before = cpu_seconds(pids)
                 t0 = time.monotonic()
-                plane.start_scheduler(extenders=mode == "extender")
+                plane.start_scheduler(extenders=mode == "extender",
+                                      feature_gates={"OpportunisticBatching": False} if mode == "unbatched" else None)
                 result = {"created_s": created_s,
                           **asyncio.run(wait_bound(plane.kubeconfig, args.pods, t0, args.timeout))}
                 pids["kube-scheduler"] = plane.processes["kube-scheduler"].pid
@@ -148,6 +149,13 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, list[dict]]:
         for proc in reversed(started):
             proc.stop()
         plane.stop()
+
+
+# kube-scheduler alone; with the extender; alone without OpportunisticBatching (beta, on by default
+# since 1.35: pods of one signature reuse the last pod's filter and score results), which
+# kube-scheduler turns off for a profile with extenders ("Disabling signatures for profile because
+# it has extenders configured"), so the third run shows what that batching is worth by itself.
+MODES = ("alone", "extender", "unbatched")
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
@@ -200,11 +208,16 @@ def main() -> int:
         results = run(args, Path(tmp))
     alone = [r["pods_per_s"] for r in results["alone"]]
     ext = [r["pods_per_s"] for r in results["extender"]]
+    unbatched = [r["pods_per_s"] for r in results["unbatched"]]
     ratios = [e / a for e, a in zip(ext, alone, strict=True)]
     print(f"\npods/s per round: kube-scheduler alone {', '.join(f'{x:.1f}' for x in alone)}; with the Brix"
-          f" extender {', '.join(f'{x:.1f}' for x in ext)}")
+          f" extender {', '.join(f'{x:.1f}' for x in ext)}; alone without OpportunisticBatching"
+          f" {', '.join(f'{x:.1f}' for x in unbatched)}")
     print(f"ratio per round {', '.join(f'{r:.2f}x' for r in ratios)}; median {statistics.median(ratios):.2f}x"
           f" (goal >= 0.5x)")
+    same = [e / u for e, u in zip(ext, unbatched, strict=True)]
+    print(f"with the extender / alone without batching (what kube-scheduler turns off for extenders): "
+          f"{', '.join(f'{r:.2f}x' for r in same)}; median {statistics.median(same):.2f}x")
     for verb in ("filter", "prioritize", "bind"):
         p50s = [r["extender_ms"][verb]["p50"] for r in results["extender"] if verb in r.get("extender_ms", {})]
         p99s = [r["extender_ms"][verb]["p99"] for r in results["extender"] if verb in r.get("extender_ms", {})]
