@@ -24,8 +24,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from brix import up
+    from brix.up_plan import UpSettings
 
-    return up.run(up.UpSettings.from_args(args))
+    return up.run(UpSettings.from_args(args))
 
 
 COMMANDS = [

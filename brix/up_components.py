@@ -13,7 +13,8 @@ import asyncio
 import subprocess
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ import yaml
 from brix import procs
 from brix.mock_kubelet import MockKubelet
 from brix.node_agent.agent import GFD_PRODUCTS, GPU_RESOURCE
-from brix.up import Cluster, Plan, UpSettings, say
+from brix.up_plan import Plan, UpSettings, say
 
 SHARED_PROFILES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "profiles"
 
@@ -84,6 +85,43 @@ class KubeletHost:
             tmp = self.plan.nodes_file.with_suffix(".tmp")
             tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
             tmp.replace(self.plan.nodes_file)
+
+
+@dataclass
+class Cluster:
+    """The running processes, stopped in reverse start order."""
+
+    plan: Plan
+    processes: list[procs.ManagedProcess] = field(default_factory=list)
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+    kubelets: KubeletHost | None = None   # once the nodes run
+
+    def start(self, name: str, brix_args: list[str], *, ready_url: str | None = None,
+              ready_socket: str | None = None, timeout: float = 60.0) -> procs.ManagedProcess:
+        proc = procs.start(name, procs.brix_argv(*brix_args), self.plan.logs / f"{name}.log",
+                           ready_url=ready_url, ready_socket=ready_socket)
+        self.processes.append(proc)
+        proc.wait_ready(timeout)
+        say(f"started {name:<22} pid {proc.pid:<7} {ready_url or ready_socket or ''}")
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+        for callback in reversed(self.on_stop):
+            callback()
+        self.on_stop.clear()
+
+    def running_kubelets(self) -> KubeletHost:
+        if self.kubelets is None:
+            raise RuntimeError("the mock kubelets are not running (start_all has not run)")
+        return self.kubelets
+
+    def check_alive(self) -> None:
+        for proc in self.processes:
+            if not proc.alive():
+                raise procs.ProcessFailed(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
 
 
 def run_brix(*args: str) -> str:

@@ -17,8 +17,8 @@ import urllib.request
 from typing import Any
 
 from brix import procs
-from brix.up import Cluster, UpSettings, say
-from brix.up_components import GPU_RESOURCE, SHARED_PROFILES, run_brix
+from brix.up_components import GPU_RESOURCE, SHARED_PROFILES, Cluster, run_brix
+from brix.up_plan import UpSettings, say
 
 
 def post_json(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple[Any, dict[str, str]]:
@@ -61,7 +61,7 @@ def schedule(cluster: Cluster, pod: dict[str, Any]) -> str:
 
 
 def run(cluster: Cluster, settings: UpSettings) -> None:
-    plan, kubelets = cluster.plan, cluster.kubelets
+    plan, kubelets = cluster.plan, cluster.running_kubelets()
     say("demo 1/6: scheduling a 2-GPU engine pod through the extender (/filter, /prioritize, /bind)")
     node = schedule(cluster, demo_pod("llama-engine-0", 2, settings.model))
     say(f"  bound llama-engine-0 -> {node}")

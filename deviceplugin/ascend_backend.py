@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from deviceplugin.allocate import Topology
-from deviceplugin.backend import BackendError, DeviceEvent, Inventory
+from deviceplugin.backend import BackendError, DeviceEvent, Inventory, MockConfigError
 from deviceplugin.devices import Device
 
 HEALTHY_CODES = (0, 1)
@@ -82,5 +82,9 @@ def open_dcmi(mock_config: str | None) -> Any:
         raise BackendError("no DCMI Python binding for real Ascend hardware is bundled; "
                            "run with --mock-config FILE (nvml_mock) or use --backend nvml")
     from nvml_mock.dcmi import open_mock
+    from nvml_mock.model import ConfigError
 
-    return open_mock(mock_config)
+    try:
+        return open_mock(mock_config)
+    except ConfigError as exc:
+        raise MockConfigError(str(exc)) from exc

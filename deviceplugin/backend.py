@@ -3,14 +3,14 @@
 A `Backend` discovers devices, reports faults seen by polling, and waits for XID-like events.
 Its methods block (NVML calls, nvmlEventSetWait), so the health watcher calls them from worker
 threads. Two back-ends exist: `NvmlBackend` (real `pynvml` or `nvml_mock.nvml.open_mock`, the
-same API) and `AscendBackend` (DCMI calls, `nvml_mock.dcmi.open_mock`).
+same API) and `AscendBackend` (DCMI calls, `nvml_mock.dcmi.open_mock`); backends.open_backend
+opens one. This module imports neither.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from deviceplugin.allocate import Topology
 from deviceplugin.devices import Device
@@ -60,25 +60,3 @@ class Backend(Protocol):
 
 class MockConfigError(BackendError):
     """The nvml_mock TOML is malformed (the message names the file and the key)."""
-
-
-def open_backend(kind: str, mock_config: str | None) -> Backend:
-    """Initialise the accelerator library (real or mock) and wrap it in a Backend."""
-    if kind == "ascend":
-        from deviceplugin.ascend_backend import AscendBackend, open_dcmi
-
-        return AscendBackend(_load(open_dcmi, mock_config))
-    from deviceplugin.nvml_backend import NvmlBackend, open_nvml
-
-    return NvmlBackend(_load(open_nvml, mock_config))
-
-
-def _load(opener: Callable[[str | None], Any], mock_config: str | None) -> Any:
-    try:
-        return opener(mock_config)
-    except ImportError as exc:
-        raise BackendError(f"cannot import the accelerator library: {exc}") from exc
-    except Exception as exc:
-        if mock_config and type(exc).__name__ == "ConfigError":
-            raise MockConfigError(str(exc)) from exc
-        raise

@@ -186,7 +186,8 @@ def run_plugin(args: argparse.Namespace) -> int:
 
     from brix.logs import kv, setup
     from deviceplugin import manager
-    from deviceplugin.backend import BackendError, MockConfigError, open_backend
+    from deviceplugin.backend import BackendError, MockConfigError
+    from deviceplugin.backends import open_backend
 
     setup(args.log_level, args.log_format)
     settings = build_settings(args)

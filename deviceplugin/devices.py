@@ -1,6 +1,7 @@
 """Devices the plugin advertises, and set operations over their ids (no I/O).
 
-A `Device` is what the back-end discovered (NVML GPU or Ascend NPU) plus its current health.
+A `Device` is what the back-end discovered (NVML GPU or Ascend NPU) plus its current health,
+the one place the plugin keeps it (`health_state`, folded by healthpolicy.observe).
 `DeviceSet` is an id-keyed, ordered collection so that request validation and allocation read
 like set algebra: `devices.unknown(ids)`, `devices.subset(ids)`, `devices.healthy_ids()`.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+
+from deviceplugin.healthpolicy import DeviceHealth
 
 HEALTHY = "Healthy"
 UNHEALTHY = "Unhealthy"
@@ -29,13 +32,21 @@ class Device:
     minor: int | None = None
     """Device node number: /dev/nvidia<minor> or /dev/davinci<minor>."""
     numa_node: int | None = None
-    healthy: bool = True
-    reason: str = ""
-    """Why the device is unhealthy (or how it recovered); empty while it has always been healthy."""
+    health_state: DeviceHealth = DeviceHealth()
+
+    @property
+    def healthy(self) -> bool:
+        return self.health_state.healthy
+
+    @property
+    def reason(self) -> str:
+        """Why the device is unhealthy (or how it recovered); empty while it has always been healthy."""
+        return self.health_state.reason
 
     @property
     def health(self) -> str:
-        return HEALTHY if self.healthy else UNHEALTHY
+        """As kubelet's API spells it."""
+        return HEALTHY if self.health_state.healthy else UNHEALTHY
 
 
 @dataclass(frozen=True)
@@ -86,8 +97,12 @@ class DeviceSet:
 
     def with_health(self, device_id: str, healthy: bool, reason: str) -> DeviceSet:
         """A copy with one device's health changed (unknown ids raise KeyError)."""
+        device = self.by_id[device_id]
+        return self.with_health_state(device_id, replace(device.health_state, healthy=healthy, reason=reason))
+
+    def with_health_state(self, device_id: str, health: DeviceHealth) -> DeviceSet:
         updated = dict(self.by_id)
-        updated[device_id] = replace(self.by_id[device_id], healthy=healthy, reason=reason)
+        updated[device_id] = replace(self.by_id[device_id], health_state=health)
         return DeviceSet(updated)
 
 

@@ -21,6 +21,7 @@ import pynvml
 
 from deviceplugin.healthpolicy import PolicyError, parse_checks
 from deviceplugin.nvml_backend import in_container_hint, open_nvml, text
+from nvml_mock.protocol import NvmlLike
 
 Check = dict[str, Any]
 
@@ -38,26 +39,26 @@ def _guard(name: str, fn: Callable[[], Check]) -> Check:
         return check(name, False, f"NVML error: {exc}")
 
 
-def _link(nvml: Any, h: Any) -> Check:
+def _link(nvml: NvmlLike, h: Any) -> Check:
     cur, top = nvml.nvmlDeviceGetCurrPcieLinkWidth(h), nvml.nvmlDeviceGetMaxPcieLinkWidth(h)
     return check("gpu_link_status", cur == top, f"PCIe link width x{cur} of max x{top}")
 
 
-def _ecc(nvml: Any, h: Any, error_type: int) -> int:
+def _ecc(nvml: NvmlLike, h: Any, error_type: int) -> int:
     try:
         return int(nvml.nvmlDeviceGetTotalEccErrors(h, error_type, pynvml.NVML_VOLATILE_ECC))
     except pynvml.NVMLError_NotSupported:
         return 0
 
 
-def _pages(nvml: Any, h: Any, cause: int) -> int:
+def _pages(nvml: NvmlLike, h: Any, cause: int) -> int:
     try:
         return len(nvml.nvmlDeviceGetRetiredPages(h, cause))
     except pynvml.NVMLError_NotSupported:
         return 0
 
 
-def _unrecoverable(nvml: Any, h: Any) -> Check:
+def _unrecoverable(nvml: NvmlLike, h: Any) -> Check:
     ue = _ecc(nvml, h, pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED)
     dbe = _pages(nvml, h, pynvml.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR)
     try:
@@ -68,21 +69,21 @@ def _unrecoverable(nvml: Any, h: Any) -> Check:
     return check("gpu_vram_unrecoverable_errors", not (ue or dbe or pending), msg)
 
 
-def _recoverable(nvml: Any, h: Any) -> Check:
+def _recoverable(nvml: NvmlLike, h: Any) -> Check:
     ce = _ecc(nvml, h, pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED)
     sbe = _pages(nvml, h, pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS)
     return check("gpu_vram_recoverable_errors", not (ce or sbe),
                  f"corrected ECC (volatile) {ce}, single-bit retired pages {sbe}")
 
 
-def _remapping(nvml: Any, h: Any) -> Check:
+def _remapping(nvml: NvmlLike, h: Any) -> Check:
     corr, unc, pending, failure = nvml.nvmlDeviceGetRemappedRows(h)
     return check("gpu_row_remapping", not (pending or failure),
                  f"remapped rows correctable {corr}, uncorrectable {unc}, pending {bool(pending)}, "
                  f"failure {bool(failure)}")
 
 
-def _collect_xids(nvml: Any, handles: list[Any], wait_s: float) -> dict[str, list[int]]:
+def _collect_xids(nvml: NvmlLike, handles: list[Any], wait_s: float) -> dict[str, list[int]]:
     """Drain the XID events NVML delivers within wait_s, by GPU UUID."""
     seen: dict[str, list[int]] = {}
     event_set = nvml.nvmlEventSetCreate()
@@ -135,7 +136,7 @@ def diagnose(mock_config: str | None, expect_count: int | None, xid_wait_s: floa
     return report, 0 if healthy else 1
 
 
-def _run_checks(nvml: Any, expect_count: int | None, xid_wait_s: float, policy: Any) -> dict[str, dict[str, Check]]:
+def _run_checks(nvml: NvmlLike, expect_count: int | None, xid_wait_s: float, policy: Any) -> dict[str, dict[str, Check]]:
     overall: dict[str, Check] = {}
     report: dict[str, dict[str, Check]] = {"OVERALL": overall}
     try:

@@ -1,6 +1,7 @@
-"""Health watcher: turns NVML events and polls into HealthEvents on an asyncio.Queue.
+"""Health watcher: folds NVML events and polls into the plugin's device health (PluginState).
 
-Two coroutines share one `DeviceHealth` table (both run on the event loop, so no locks):
+Two coroutines fold into the one health store, PluginState (both run on the event loop, so no
+locks), and report each Healthy/Unhealthy transition to `on_transition` (the /metrics gauge):
 - the XID loop waits on the back-end's event set in a worker thread (nvmlEventSetWait blocks)
   and folds every counted XID in as a fault at once, so a fault reaches ListAndWatch in well
   under a second;
@@ -16,36 +17,29 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from brix.logs import kv
 from deviceplugin.backend import Backend
 from deviceplugin.devices import Device
-from deviceplugin.healthpolicy import DeviceHealth, HealthChecks, observe
+from deviceplugin.healthpolicy import HealthChecks, Transition
+from deviceplugin.state import PluginState
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class HealthEvent:
-    device_id: str
-    healthy: bool
-    reason: str
-
-
 class HealthWatcher:
-    def __init__(self, backend: Backend, devices: list[Device], checks: HealthChecks, queue: asyncio.Queue[HealthEvent],
-                 *, quiet_period: float, poll_interval: float, event_timeout: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, backend: Backend, devices: list[Device], checks: HealthChecks, state: PluginState,
+                 on_transition: Callable[[str, Transition], None], *, quiet_period: float, poll_interval: float,
+                 event_timeout: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
         self.backend = backend
         self.devices = devices
         self.checks = checks
-        self.queue = queue
+        self.state = state
+        self.on_transition = on_transition
         self.quiet_period = quiet_period
         self.poll_interval = poll_interval
         self.event_timeout = event_timeout
         self.clock = clock
-        self.state = {d.id: DeviceHealth() for d in devices}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="health")
 
     async def run(self) -> None:
@@ -66,13 +60,12 @@ class HealthWatcher:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _fold(self, device_id: str, faults: list[str]) -> None:
-        new, transition = observe(self.state[device_id], faults, self.clock(), self.quiet_period)
-        self.state[device_id] = new
+        transition = self.state.observe(device_id, faults, self.clock(), self.quiet_period)
         if transition is not None:
             level = logging.INFO if transition.healthy else logging.WARNING
             kv(log, "device healthy" if transition.healthy else "device unhealthy", level,
                device=device_id, reason=transition.reason)
-            self.queue.put_nowait(HealthEvent(device_id, transition.healthy, transition.reason))
+            self.on_transition(device_id, transition)
 
     async def poll_once(self) -> None:
         """One round of polled checks, so the first device list kubelet sees is already right."""
@@ -92,7 +85,7 @@ class HealthWatcher:
                     for device in self.devices:
                         self._fold(device.id, [event.message])
                     continue
-                if event.xid is None or event.device_id not in self.state:
+                if event.xid is None or event.device_id not in self.state.devices:
                     continue
                 if self.checks.xid_counts(event.xid):
                     self._fold(event.device_id, [f"critical XID {event.xid}"])

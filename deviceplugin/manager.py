@@ -25,7 +25,7 @@ from brix.logs import kv
 from deviceplugin.api import VERSION, api_pb2, api_pb2_grpc
 from deviceplugin.backend import Backend
 from deviceplugin.devices import DeviceSet
-from deviceplugin.health import HealthEvent, HealthWatcher
+from deviceplugin.health import HealthWatcher
 from deviceplugin.metrics import PluginMetrics, make_app
 from deviceplugin.server import DevicePluginServicer
 from deviceplugin.settings import PluginSettings
@@ -139,13 +139,6 @@ class Supervisor:
             await server.stop(grace=0.2)
 
 
-async def consume_health(queue: asyncio.Queue[HealthEvent], state: PluginState, metrics: PluginMetrics) -> None:
-    while True:
-        event = await queue.get()
-        if state.set_health(event.device_id, event.healthy, event.reason):
-            metrics.set_health(event.device_id, event.healthy)
-
-
 async def run(settings: PluginSettings, backend: Backend) -> int:
     """Serve until SIGTERM/SIGINT. The backend is already initialised (see cli.py)."""
     inventory = await asyncio.get_running_loop().run_in_executor(None, backend.discover,
@@ -158,14 +151,10 @@ async def run(settings: PluginSettings, backend: Backend) -> int:
     kv(log, "devices discovered", backend=backend.kind, count=len(devices), driver=inventory.driver,
        ids=",".join(devices.ids()))
     settings.kubelet_dir.mkdir(parents=True, exist_ok=True)
-    queue: asyncio.Queue[HealthEvent] = asyncio.Queue()
-    watcher = HealthWatcher(backend, list(devices), settings.checks, queue,
+    watcher = HealthWatcher(backend, list(devices), settings.checks, state,
+                            lambda device_id, t: metrics.set_health(device_id, t.healthy),
                             quiet_period=settings.quiet_period, poll_interval=settings.poll_interval)
     await watcher.poll_once()
-    while not queue.empty():
-        event = queue.get_nowait()
-        if state.set_health(event.device_id, event.healthy, event.reason):
-            metrics.set_health(event.device_id, event.healthy)
     servicer = DevicePluginServicer(state, settings.resource, settings.allocate, metrics,
                                     settings.allocation_policy)
     supervisor = Supervisor(settings, state, metrics, servicer)
@@ -182,7 +171,6 @@ async def run(settings: PluginSettings, backend: Backend) -> int:
         await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
         kv(log, "metrics serving", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
     tasks = [asyncio.create_task(watcher.run(), name="health"),
-             asyncio.create_task(consume_health(queue, state, metrics), name="health-consumer"),
              asyncio.create_task(supervisor.run(), name="supervisor")]
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)

@@ -15,8 +15,9 @@ import pynvml
 
 from brix.logs import kv
 from deviceplugin.allocate import Topology
-from deviceplugin.backend import BackendError, DeviceEvent, Inventory
+from deviceplugin.backend import BackendError, DeviceEvent, Inventory, MockConfigError
 from deviceplugin.devices import Device
+from nvml_mock.protocol import NvmlLike
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def bus_id(nvml: Any, handle: Any) -> str:
+def bus_id(nvml: NvmlLike, handle: Any) -> str:
     return text(nvml.nvmlDeviceGetPciInfo(handle).busId).lower()
 
 
@@ -47,7 +48,7 @@ def _short_bus(bus: str) -> str:
 class NvmlBackend:
     kind = "nvml"
 
-    def __init__(self, nvml: Any) -> None:
+    def __init__(self, nvml: NvmlLike) -> None:
         self.nvml = nvml
         self._handles: dict[str, Any] = {}
         self._id_by_uuid: dict[str, str] = {}
@@ -236,12 +237,17 @@ def bus_id_of(pci_info: Any) -> str:
     return text(pci_info.busId).lower()
 
 
-def open_nvml(mock_config: str | None) -> Any:
-    """The pynvml-like module: the real one, or the mock reading `mock_config`."""
+def open_nvml(mock_config: str | None) -> NvmlLike:
+    """The pynvml-like module: the real one, or the mock reading `mock_config` (MockConfigError
+    when the mock's config is malformed)."""
     if mock_config:
+        from nvml_mock.model import ConfigError
         from nvml_mock.nvml import open_mock
 
-        return open_mock(mock_config)
+        try:
+            return open_mock(mock_config)
+        except ConfigError as exc:
+            raise MockConfigError(str(exc)) from exc
     return pynvml
 
 

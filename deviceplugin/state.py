@@ -1,6 +1,7 @@
-"""The plugin's device state, shared by the gRPC servicer, the health consumer and /metrics.
+"""The plugin's device state, shared by the gRPC servicer, the health watcher and /metrics.
 
-It outlives gRPC server restarts (kubelet restarts), so device health is never lost.
+Device health lives here and only here (each Device's health_state); the watcher folds what it
+observes into it. It outlives gRPC server restarts (kubelet restarts), so health is never lost.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import asyncio
 
 from deviceplugin.allocate import Topology
 from deviceplugin.devices import DeviceSet
+from deviceplugin.healthpolicy import Transition, observe
 
 
 class PluginState:
@@ -19,16 +21,18 @@ class PluginState:
         self._changed = asyncio.Event()
         self.registered = False
 
-    def set_health(self, device_id: str, healthy: bool, reason: str) -> bool:
-        """Apply a health change; returns True when it changed what kubelet sees."""
+    def observe(self, device_id: str, faults: list[str], now: float, quiet_period: float) -> Transition | None:
+        """Fold one observation of a device (faults seen now; [] = a clean poll) into its health
+        (healthpolicy.observe); returns the transition when what kubelet sees changed."""
         current = self.devices.get(device_id)
         if current is None:
-            return False
-        changed = current.healthy != healthy
-        self.devices = self.devices.with_health(device_id, healthy, reason)
-        if changed:
+            return None
+        new, transition = observe(current.health_state, faults, now, quiet_period)
+        if new != current.health_state:
+            self.devices = self.devices.with_health_state(device_id, new)
+        if transition is not None:
             self._bump()
-        return changed
+        return transition
 
     def _bump(self) -> None:
         self.version += 1
