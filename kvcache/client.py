@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from brix.logs import kv
 from kvcache import protocol as p
+from kvcache.framing import FrameProtocol
 from kvcache.rendezvous import group_by_owner, server_seed
 
 log = logging.getLogger(__name__)
@@ -45,62 +46,60 @@ class ClientStats:
     misses: int = 0
 
 
-class _Connection:
+class _Connection(FrameProtocol):
     """One TCP connection with frames in flight; replies arrive in request order."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.pending: deque[asyncio.Future[tuple[int, int, bytes]]] = deque()
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: deque[asyncio.Future[tuple[int, int, bytearray]]] = deque()
         self.closed = False
-        self.task = asyncio.create_task(self._read_replies())
 
-    async def _read_replies(self) -> None:
-        reader = self.reader
-        error: BaseException = ConnectionResetError("the server closed the connection")
-        try:
-            while True:
-                head = await reader.readexactly(p.HEADER_SIZE)
-                body_len, status, count, _ = p.parse_header(head)
-                body = await reader.readexactly(body_len) if body_len else b""
-                if not self.pending:
-                    raise p.ProtocolError("a reply arrived with no request in flight")
-                fut = self.pending.popleft()
-                if not fut.done():
-                    fut.set_result((status, count, body))
-        except asyncio.IncompleteReadError:
-            error = ConnectionResetError("the server closed the connection")
-        except (ConnectionError, OSError, p.ProtocolError) as exc:
-            error = exc
-        except asyncio.CancelledError:
-            error = ConnectionResetError("the connection was closed")
+    def frame(self, code: int, count: int, request_id: int, body: bytearray) -> None:
+        if not self.pending:
+            self.close(p.ProtocolError("a reply arrived with no request in flight"))
+            return
+        fut = self.pending.popleft()
+        if not fut.done():
+            fut.set_result((code, count, body))
+
+    def bad_frame(self, error: p.ProtocolError, request_id: int) -> None:
         self.close(error)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close(exc or ConnectionResetError("the server closed the connection"))
+        self.resume_writing()
 
     def close(self, error: BaseException | None = None) -> None:
         if self.closed:
             return
         self.closed = True
-        self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
         err = error or ConnectionResetError("the connection was closed")
         while self.pending:
             fut = self.pending.popleft()
             if not fut.done():
                 fut.set_exception(err)
-        if self.task is not asyncio.current_task():
-            self.task.cancel()
 
-    async def call(self, buffers: Sequence[bytes | memoryview], timeout: float) -> tuple[int, int, bytes]:
-        fut: asyncio.Future[tuple[int, int, bytes]] = asyncio.get_running_loop().create_future()
+    async def call(self, buffers: Sequence[bytes | memoryview], timeout: float) -> tuple[int, int, bytearray]:
+        if self.closed or self.transport is None:
+            raise ConnectionResetError("the connection is closed")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[int, int, bytearray]] = loop.create_future()
         self.pending.append(fut)
-        self.writer.writelines(buffers)  # type: ignore[arg-type]
-        if self.writer.transport.get_write_buffer_size() > 8 << 20:
-            await self.writer.drain()
+        self.transport.writelines(buffers)  # type: ignore[arg-type]
+        await self.drain()
+        # a timer, not asyncio.wait_for (which starts a task per call)
+        timer = loop.call_later(timeout, self._timed_out, fut, timeout)
         try:
-            return await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
+            return await fut
+        finally:
+            timer.cancel()
+
+    def _timed_out(self, fut: asyncio.Future[tuple[int, int, bytearray]], timeout: float) -> None:
+        if not fut.done():
             # the reply may still come and would be taken for the next request's: drop the connection
             self.close(TimeoutError(f"no reply within {timeout} s"))
-            raise
 
 
 class _Server:
@@ -126,9 +125,9 @@ class _Server:
             self.conns = [c for c in self.conns if not c.closed]
             if len(self.conns) >= self.size:
                 return self.conns[0]
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, limit=1 << 20), self.connect_timeout)
-            conn = _Connection(reader, writer)
+            _, conn = await asyncio.wait_for(
+                asyncio.get_running_loop().create_connection(_Connection, self.host, self.port),
+                self.connect_timeout)
             self.conns.append(conn)
             return conn
 

@@ -1,11 +1,12 @@
 """`brix kvcache serve`: one pool server. TCP for blocks (kvcache/protocol.py), HTTP for /metrics
 and health, an optional Redis heartbeat for membership.
 
-A connection is served by one coroutine that reads a header and a body with `readexactly`,
-answers from the in-memory store, and writes the reply as a list of buffers without waiting,
-so a pipelining client keeps many frames in flight; it only waits (drain) when the socket's
-send buffer is over WRITE_HIGH. The store is one dict-backed S3-FIFO or LRU (kvcache/eviction.py)
-shared by every connection; asyncio runs one handler at a time, so no lock is needed.
+A connection is a FrameProtocol (kvcache/framing.py): each frame's body lands in its own buffer,
+is answered from the in-memory store at once, and the reply is written as a list of buffers (the
+stored values themselves, not copies), so a pipelining client keeps many frames in flight. When
+the socket's send buffer fills, the connection stops reading until it drains. The store is one
+dict-backed S3-FIFO or LRU (kvcache/eviction.py) shared by every connection; the event loop runs
+one callback at a time, so no lock is needed.
 """
 
 from __future__ import annotations
@@ -23,10 +24,53 @@ from brix.commands import UsageError
 from brix.logs import kv
 from kvcache import protocol as p
 from kvcache.eviction import make_store
+from kvcache.framing import FrameProtocol
 from kvcache.membership import Registrar
 
 log = logging.getLogger(__name__)
 WRITE_HIGH = 8 << 20
+
+
+class ServerConnection(FrameProtocol):
+    def __init__(self, server: KVServer) -> None:
+        super().__init__()
+        self.server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        transport.set_write_buffer_limits(high=WRITE_HIGH)  # type: ignore[attr-defined]
+        self.server.stats.connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.stats.connections -= 1
+
+    def frame(self, code: int, count: int, request_id: int, body: bytearray) -> None:
+        try:
+            reply = self.server.dispatch(code, count, request_id, body)
+        except p.ProtocolError as exc:
+            self.bad_frame(exc, request_id)
+            return
+        assert self.transport is not None
+        if isinstance(reply, list):
+            self.transport.writelines(reply)
+        else:
+            self.transport.write(reply)
+
+    def bad_frame(self, error: p.ProtocolError, request_id: int) -> None:
+        self.server.stats.protocol_errors += 1
+        assert self.transport is not None
+        self.transport.write(p.error_reply(p.BAD_REQUEST, str(error), request_id))
+        self.transport.close()  # after the buffered reply is sent
+
+    def pause_writing(self) -> None:  # a client that does not read its replies: stop reading its requests
+        super().pause_writing()
+        assert self.transport is not None
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        assert self.transport is not None
+        self.transport.resume_reading()
 
 
 @dataclass(frozen=True)
@@ -85,36 +129,8 @@ class KVServer:
         self.stats = Stats()
         self.registrar: Registrar | None = None
 
-    # --- the block protocol --------------------------------------------------------------
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.stats.connections += 1
-        transport = writer.transport
-        try:
-            while True:
-                head = await reader.readexactly(p.HEADER_SIZE)
-                rid = 0
-                try:
-                    body_len, op, count, rid = p.parse_header(head)
-                    body = await reader.readexactly(body_len) if body_len else b""
-                    reply = self.dispatch(op, count, rid, body)
-                except p.ProtocolError as exc:
-                    self.stats.protocol_errors += 1
-                    writer.write(p.error_reply(p.BAD_REQUEST, str(exc), rid))
-                    await writer.drain()
-                    return
-                if isinstance(reply, list):
-                    writer.writelines(reply)
-                else:
-                    writer.write(reply)
-                if transport.get_write_buffer_size() > WRITE_HIGH:
-                    await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self.stats.connections -= 1
-            writer.close()
-
-    def dispatch(self, op: int, count: int, rid: int, body: bytes) -> bytes | list[bytes]:
+    # --- the block protocol (kvcache/framing.py reads frames; dispatch answers them) -------
+    def dispatch(self, op: int, count: int, rid: int, body: bytearray) -> bytes | list[bytes]:
         stats = self.stats
         name = p.OPS.get(op)
         if name is None:
@@ -239,8 +255,8 @@ async def serve(settings: ServeSettings, stop: asyncio.Event | None = None) -> N
     server = KVServer(settings)
     stop = stop or asyncio.Event()
     try:
-        tcp = await asyncio.start_server(server.handle, settings.host, settings.port, backlog=1024,
-                                         limit=1 << 20)
+        tcp = await asyncio.get_running_loop().create_server(lambda: ServerConnection(server), settings.host,
+                                                             settings.port, backlog=1024)
     except OSError as exc:
         raise UsageError(f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
                          "pick a free --port or another --host") from None
