@@ -10,8 +10,8 @@ from brix.commands import UsageError
 from brix.logs import kv
 from gateway.apikeys import KeyBook, load_keys
 from gateway.config import GatewayConfig, load_config
-from gateway.handlers import Gateway, build_edge, make_gateway, running
-from gateway.ratelimit import MemoryStore, RedisStore
+from gateway.handlers import Discovery, Gateway, build_edge, make_gateway, running
+from gateway.ratelimit import MemoryStore, RedisStore, Store
 from gateway.router import Router
 from gateway.routing.registry import register_builtin
 from gateway.settings import Settings
@@ -37,7 +37,7 @@ def load_inputs(settings: Settings) -> tuple[GatewayConfig, KeyBook | None, Rout
     return config, keys, Router(registry, config)
 
 
-def make_discovery(settings: Settings):  # type: ignore[no-untyped-def]
+def make_discovery(settings: Settings) -> Discovery:
     if settings.kubernetes:
         from kubernetes import client
         from kubernetes import config as kconfig
@@ -61,7 +61,7 @@ def make_discovery(settings: Settings):  # type: ignore[no-untyped-def]
     return StaticDiscovery(list(settings.endpoints))
 
 
-async def serve(settings: Settings, gw: Gateway, discovery, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+async def serve(settings: Settings, gw: Gateway, discovery: Discovery, stop: asyncio.Event) -> None:
     edge = build_edge(gw)
     async with running(gw, discovery):
         try:
@@ -87,10 +87,11 @@ async def _serve_until(settings: Settings, gw: Gateway, stop: asyncio.Event) -> 
 
 async def amain(settings: Settings) -> int:
     config, keys, router = load_inputs(settings)
+    store: Store
     if settings.redis_url:
-        store = RedisStore(settings.redis_url)
+        store = redis = RedisStore(settings.redis_url)
         try:
-            await store.ping()
+            await redis.ping()
         except Exception as exc:  # noqa: BLE001
             await store.close()
             raise UsageError(f"--redis {settings.redis_url.split('@')[-1]}: cannot reach Redis ({exc})") from None

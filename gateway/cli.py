@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from brix.commands import Command, UsageError
 from brix.logs import add_logging_flags, setup
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,7 +55,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     add_logging_flags(p)
 
 
-def settings_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def settings_from_args(args: argparse.Namespace) -> Settings:
     from gateway.discovery import parse_endpoints
     from gateway.settings import Settings, TimeoutSettings
 

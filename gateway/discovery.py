@@ -8,6 +8,8 @@ import asyncio
 import logging
 from urllib.parse import urlparse
 
+import aiohttp
+
 from brix.logs import kv
 from gateway.store import EndpointStore
 
@@ -36,9 +38,7 @@ def parse_endpoints(text: str) -> list[str]:
     return out
 
 
-async def fetch_models(session, eid: str, timeout_s: float) -> list[dict[str, object]] | None:  # type: ignore[no-untyped-def]
-    import aiohttp
-
+async def fetch_models(session: aiohttp.ClientSession, eid: str, timeout_s: float) -> list[dict[str, object]] | None:
     try:
         # an engine that says it is unhealthy (vLLM /health 5xx) gets no traffic; 404 = no health route
         async with session.get(eid + "/health", timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
@@ -54,7 +54,7 @@ async def fetch_models(session, eid: str, timeout_s: float) -> list[dict[str, ob
     return [c for c in data if isinstance(c, dict)] if isinstance(data, list) else None
 
 
-async def models_loop(session, store: EndpointStore, refresh_s: float, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+async def models_loop(session: aiohttp.ClientSession, store: EndpointStore, refresh_s: float, timeout_s: float) -> None:
     """Refresh every endpoint's model list; endpoints that do not answer stay but are not ready."""
     reported: dict[str, bool] = {}
 

@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -212,7 +212,7 @@ class Gateway:
             self.store.acquire(endpoint)
             try:
                 try:
-                    resp = await proxy.open_upstream(self.session, self.fast, endpoint,  # type: ignore[arg-type]
+                    resp = await proxy.open_upstream(self.session, self.fast, endpoint,  # type: ignore[arg-type]  # session is set by running() before any request
                                                      request.path, request.body, headers)
                 except proxy.RETRYABLE as exc:
                     tried.add(endpoint)
@@ -328,8 +328,17 @@ def build_edge(gw: Gateway) -> HttpEdge:
                     keepalive_s=t.keepalive_s, request_timeout_s=t.request_s)
 
 
+class Discovery(Protocol):
+    """Where endpoints come from: a static list (discovery.StaticDiscovery) or Kubernetes
+    EndpointSlices (k8s_discovery.KubernetesDiscovery); both write into the store."""
+
+    async def start(self, store: EndpointStore) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 @contextlib.asynccontextmanager
-async def running(gw: Gateway, discovery: Any) -> AsyncIterator[None]:
+async def running(gw: Gateway, discovery: Discovery) -> AsyncIterator[None]:
     """The upstream clients, discovery and the background loops, for as long as the server runs."""
     from gateway.discovery import models_loop
     from gateway.metrics_scraper import scrape_loop

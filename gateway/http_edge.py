@@ -27,6 +27,7 @@ import collections
 import enum
 import logging
 import time
+from collections.abc import Mapping
 from typing import cast
 
 import httptools
@@ -405,7 +406,7 @@ class HttpEdge:
     """Serves `routes` on host:port. `error_body(status, message, code)` builds the JSON of the
     errors the server answers itself (400 malformed, 431, 500)."""
 
-    def __init__(self, routes: dict[tuple[str, str], Handler], fallback: Handler, max_body: int,
+    def __init__(self, routes: Mapping[tuple[str, str], Handler], fallback: Handler, max_body: int,
                  error_body: ErrorBody, keepalive_s: float = 75.0, request_timeout_s: float = 60.0) -> None:
         self.routes = routes
         self.fallback = fallback
@@ -414,7 +415,7 @@ class HttpEdge:
         self.keepalive_s = keepalive_s
         self.request_timeout_s = request_timeout_s
         self.connections: set[_Connection] = set()
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int, backlog: int = 2048) -> None:

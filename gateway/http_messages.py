@@ -14,7 +14,9 @@ class Connection(Protocol):
     """What a Responder needs of its connection (http_edge._Connection)."""
 
     current: Request | None
-    paused: object | None
+
+    @property
+    def paused(self) -> object | None: ...
 
     @property
     def closing_after_response(self) -> bool: ...

@@ -9,7 +9,7 @@ import time
 from brix.logs import kv
 from gateway.apikeys import ApiKey, KeyBook
 from gateway.errors import RequestRejected
-from gateway.ratelimit import Decision, Store
+from gateway.ratelimit import Decision, Mode, Store
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,9 @@ class Admission:
                                "invalid_api_key", "authentication_error")
         return key
 
-    async def _hit(self, key: str, limit: float, window_s: float, amount: float, mode: str) -> Decision:  # type: ignore[type-arg]
+    async def _hit(self, key: str, limit: float, window_s: float, amount: float, mode: Mode) -> Decision:
         try:
-            return await self.store.hit(key, limit, window_s, amount, mode, time.time())  # type: ignore[arg-type]
+            return await self.store.hit(key, limit, window_s, amount, mode, time.time())
         except Exception as exc:  # noqa: BLE001 - a broken limiter must not take the gateway down
             now = time.monotonic()
             if now - self._last_store_error > 10:

@@ -134,7 +134,7 @@ class UpstreamClient:
     async def _exchange(self, proto: ResponseHandler, data: bytes, pool: list[tuple[ResponseHandler, float]]
                         ) -> FastResponse:
         try:
-            proto.transport.write(data)  # type: ignore[union-attr]
+            proto.transport.write(data)  # type: ignore[union-attr]  # a connected ResponseHandler has its transport
             message, payload = await proto.read()
         except HttpProcessingError as exc:
             proto.close()
