@@ -91,11 +91,13 @@ class KVCache:
         self._private -= 1
         return True
 
-    def load(self, hashes: Sequence[int]) -> int:
-        """Blocks fetched from outside (a KV pool) become cached, evictable blocks, in order.
+    def load(self, hashes: Sequence[int], pin: bool = False) -> int:
+        """Blocks fetched from outside (a KV pool) become cached blocks, in order.
 
         Takes free blocks first, then evicts older cached ones (never one loaded in this call);
         stops when neither is left. Returns how many leading blocks of `hashes` are now resident.
+        With `pin`, each of those blocks gets one reference (not evictable) until the caller
+        releases it with `release(hashes[:n], 0)`: a queued request keeps what it loaded.
         """
         n = 0
         mine: set[int] = set()
@@ -115,6 +117,11 @@ class KVCache:
             self._evictable[h] = None
             mine.add(h)
             n += 1
+        if pin:
+            for h in hashes[:n]:
+                if self._ref[h] == 0:
+                    del self._evictable[h]
+                self._ref[h] += 1
         return n
 
     def release(self, hashes: Sequence[int], private_blocks: int) -> None:

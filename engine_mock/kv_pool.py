@@ -5,8 +5,10 @@ Before a request is admitted, the prompt blocks after the engine's own prefix-ca
 asked from the pool (one batched GET). The leading run the pool holds is "transferred": the
 request waits `blocks x block_bytes / bandwidth` simulated seconds (block_bytes is the real KV
 size of a block, block_size x 512 KiB for Llama-2-7B fp16), then those blocks enter the local
-prefix cache as cached blocks, so admission finds them like any prefix hit and does not
-recompute them. The wait is part of the request's TTFT. Once a request has its first token its
+prefix cache, pinned for the request while it queues (as an engine that loaded KV into GPU
+blocks keeps them), so admission finds them like any prefix hit and does not recompute them.
+Pins are released once the request is scheduled; pinned blocks of queued requests are capped at
+half the KV cache so that queued loads never starve the running batch. The wait is part of the request's TTFT. Once a request has its first token its
 full prompt blocks are written back to the pool in the background (at most MAX_WRITES in
 flight; more are dropped and counted), skipping blocks this engine already fetched or wrote.
 
@@ -73,8 +75,11 @@ class PoolLink:
         while len(known) > KNOWN_LIMIT:
             known.popitem(last=False)
 
-    async def fetch(self, kv_cache: KVCache, hashes: Sequence[int], prompt_len: int, speed: float) -> int:
-        """Load the pool's blocks that follow the local prefix hit; returns the prompt tokens loaded.
+    async def fetch(self, kv_cache: KVCache, hashes: Sequence[int], prompt_len: int, speed: float,
+                    pin_budget: int) -> list[int]:
+        """Load the pool's blocks that follow the local prefix hit; returns the blocks pinned for the
+        request (at most `pin_budget`; beyond it, loaded blocks are only cached, and may be evicted
+        before the request is admitted).
 
         Waits the modelled transfer time (simulated seconds / speed) before the blocks appear.
         """
@@ -83,7 +88,7 @@ class PoolLink:
         local = kv_cache.match(wanted)
         missing = wanted[local:]
         if not missing:
-            return 0
+            return []
         self.lookups += 1
         values = await self.client.get_prefix(self.ns, missing)
         good = 0
@@ -93,19 +98,22 @@ class PoolLink:
                 break
             good += 1
         if not good:
-            return 0
+            return []
         transfer = good * self.block_bytes / self.bandwidth
         self.transfer_s += transfer
         await asyncio.sleep(transfer / speed)
         # the local prefix may have been evicted meanwhile: load only behind what is still resident
         start = kv_cache.match(wanted)
         if start < local:
-            return 0
-        loaded = kv_cache.load(missing[start - local:good])
+            return []
+        chain = wanted[:local + good]
+        pin = local + good <= pin_budget
+        resident = kv_cache.load(chain, pin=pin)  # the local prefix too: it must survive with them
+        loaded = max(0, resident - start)
         self._remember(missing[:good])
         self.blocks_fetched += loaded
         self.tokens_from_pool += loaded * self.block_size
-        return loaded * self.block_size
+        return list(chain[:resident]) if pin else []
 
     def write_back(self, hashes: Sequence[int]) -> None:
         """Write the prompt's full blocks the pool may not have, in the background."""

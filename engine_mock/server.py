@@ -66,6 +66,10 @@ class EngineServer:
         self._loop_task: asyncio.Task[None] | None = None
         self._cursor: float | None = None  # simulated end of the step in flight
         self.pool = None  # engine_mock.kv_pool.PoolLink with --kv-pool
+        self.pins: dict[SimRequest, list[int]] = {}  # blocks loaded from the pool, held until admission
+        self.pinned_blocks = 0
+        self._pool_turn = asyncio.Lock()  # pool lookups in arrival order (asyncio.Lock wakes FIFO)
+        self._queue_empty = asyncio.Event()  # set by the engine loop whenever nothing waits for admission
 
     # --- clock and engine loop -------------------------------------------------------------
     def sim_now(self) -> float:
@@ -118,6 +122,10 @@ class EngineServer:
             await clock.sleep_until(self.t0 + step.end / self.speed)
             late = loop.time() - self.t0 - step.end / self.speed
             lateness.observe(late if late > 0 else 0.0)
+            if self.pins:
+                self._unpin_admitted()
+            if not engine.waiting:
+                self._queue_empty.set()
             if self.pool is not None:
                 for req in step.emitted:
                     if req.num_generated == 1:  # prefill done: its prompt blocks exist now
@@ -150,6 +158,33 @@ class EngineServer:
                 pass
         if self.pool is not None:
             await self.pool.close()
+
+    async def _add_after_pool_lookup(self, req: SimRequest) -> float:
+        """Ask the pool for the request's missing prefix blocks when the engine is about to admit it,
+        then queue it; returns the simulated time it joins the engine.
+
+        Resolved in the edge, outside the pure scheduler. Lookups happen one request at a time, in
+        arrival order, once the engine's own queue is empty: asked at arrival, a request queued behind
+        others would miss the blocks its predecessors are still computing. The waits count in TTFT
+        (req.arrival stays the HTTP arrival).
+        """
+        async with self._pool_turn:
+            while self.engine.waiting:
+                self._queue_empty.clear()
+                await self._queue_empty.wait()
+            pinned = await self.pool.fetch(self.kv, req.block_hashes, req.prompt_len, self.speed,  # type: ignore[union-attr]
+                                           self.kv.num_blocks // 2 - self.pinned_blocks)
+            if pinned:
+                self.pins[req] = pinned
+                self.pinned_blocks += len(pinned)
+            self.engine.add(req)
+            return self.arrival_time()
+
+    def _unpin_admitted(self) -> None:
+        for req in [r for r in self.pins if r.first_scheduled is not None or r.done]:
+            pinned = self.pins.pop(req)
+            self.pinned_blocks -= len(pinned)
+            self.kv.release(pinned, 0)
 
     # --- helpers ----------------------------------------------------------------------------
     def resolve_model(self, name: str) -> str | None:
@@ -186,12 +221,11 @@ class EngineServer:
                          block_hashes=block_hashes(gen.prompt_ids, self.kv.block_size), arrival=received,
                          lora=lora, stream=gen.stream)
         start = req.arrival
-        if self.pool is not None and self.engine.blocks_needed(req.prompt_len, req.max_tokens) <= self.kv.num_blocks:
-            # resolved before admission, outside the pure scheduler; the wait counts in TTFT
-            if await self.pool.fetch(self.kv, req.block_hashes, req.prompt_len, self.speed):
-                start = self.arrival_time()
         try:
-            self.engine.add(req)
+            if self.pool is not None and self.engine.blocks_needed(req.prompt_len, req.max_tokens) <= self.kv.num_blocks:
+                start = await self._add_after_pool_lookup(req)
+            else:
+                self.engine.add(req)
         except RequestTooLarge as exc:
             return _json(400, api.error_body(400, str(exc), "BadRequestError", "max_tokens"))
         if lora is not None:
