@@ -43,7 +43,7 @@ promtool:
 kube:
 	@hack/kube/build.sh >/dev/null || { [ -z "$$CI" ] && echo "make: the control plane is not built; brix up will run --standalone and kube tests will skip"; }
 
-test: venv redis promtool kube
+test: venv lint redis promtool kube
 	PROMTOOL="$$(hack/promtool.sh 2>/dev/null)" $(PY) -m pytest $(PYTEST_ARGS)
 
 # Both images of the Dockerfile (needs a Docker engine): brix-node (GPU nodes) and brix (the rest).
@@ -56,8 +56,14 @@ image:
 demo: venv kube
 	$(VENV)/bin/brix up
 
+# ruff; the import contracts in .importlinter (components independent, pure modules free of I/O,
+# gateway/routing standing alone, no import cycles); mypy (pyproject.toml: normal everywhere, strict
+# on the pure modules); every `type: ignore` with its code and reason. `make test` runs it first.
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+	$(PY) hack/check_type_ignores.py
 
 proto: venv
 	$(PY) hack/gen_proto.py

@@ -25,6 +25,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from brix import __version__
 from brix.commands import Command, UsageError
@@ -75,7 +76,7 @@ def is_service_link(name: str, raw: str) -> bool:
 class _Parser(argparse.ArgumentParser):
     """argparse that ends every usage error with where to look for the right flags (exit 2)."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\nRun '{self.prog} --help' to see every flag and its default.\n")
 
@@ -84,7 +85,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Shows every flag's default and its environment variable (scoped to `command`)."""
 
     def __init__(self, prog: str, *args: object, command: str = "", **kwargs: object) -> None:
-        super().__init__(prog, *args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(prog, *args, **kwargs)  # type: ignore[arg-type]  # argparse's own arguments, passed through
         self._command = command
 
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -129,7 +130,7 @@ def _apply_env_defaults(parser: argparse.ArgumentParser, command: str,
 def _convert(parser: argparse.ArgumentParser, action: argparse.Action, name: str, raw: str) -> object:
     converter = action.type or str
     try:
-        value = converter(raw)  # type: ignore[operator]
+        value = converter(raw)  # type: ignore[operator]  # an Action's type is a callable or a registry name; argparse calls it the same way
     except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
         parser.error(f"environment variable {name}={raw!r} is invalid for {action.option_strings[0]}: {exc}")
     if action.choices is not None and value not in action.choices:

@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from brix.commands import Command, UsageError
 from brix.logs import add_logging_flags
+
+if TYPE_CHECKING:
+    import logging
+
+    from deviceplugin.settings import PluginSettings
 
 DEFAULT_RESOURCES = {"nvml": "nvidia.com/gpu", "ascend": "huawei.com/Ascend910"}
 
@@ -87,7 +94,7 @@ def add_plugin_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # NVIDIA config file key -> (our flag's dest, converter)
-_CONFIG_KEYS = {
+_CONFIG_KEYS: dict[tuple[str, ...], tuple[str, Callable[[Any], object]]] = {
     ("flags", "failOnInitError"): ("fail_on_init_error", bool),
     ("flags", "nvidiaDriverRoot"): ("nvidia_driver_root", str),
     ("flags", "migStrategy"): ("mig_strategy", str),
@@ -127,7 +134,7 @@ def apply_config_file(args: argparse.Namespace) -> None:
         setattr(args, dest, convert(value))
 
 
-def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def build_settings(args: argparse.Namespace) -> PluginSettings:
     from pathlib import Path
 
     from deviceplugin.healthpolicy import PolicyError, parse_checks
@@ -231,7 +238,7 @@ def _preload_nvml(driver_root: str) -> None:
                        f"{', '.join(NVML_LIBRARY_DIRS)}")
 
 
-def _wait_until_stopped(log) -> int:  # type: ignore[no-untyped-def]
+def _wait_until_stopped(log: logging.Logger) -> int:
     """--fail-on-init-error=false: stay up without serving (as NVIDIA's plugin blocks), exit 0 on SIGTERM."""
     import logging
     import signal

@@ -12,6 +12,7 @@ Exit code: 0 all healthy, 1 something unhealthy, 2 cannot run (NVML init failed)
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -164,11 +165,12 @@ def _run_checks(nvml: NvmlLike, expect_count: int | None, xid_wait_s: float, pol
         handles.append(h)
         report[uuid] = {
             "gpu_driver_status": check("gpu_driver_status", True, f"GPU {index} {name}"),
-            "gpu_link_status": _guard("gpu_link_status", lambda h=h: _link(nvml, h)),
+            "gpu_link_status": _guard("gpu_link_status", functools.partial(_link, nvml, h)),
             "gpu_vram_unrecoverable_errors": _guard("gpu_vram_unrecoverable_errors",
-                                                    lambda h=h: _unrecoverable(nvml, h)),
-            "gpu_vram_recoverable_errors": _guard("gpu_vram_recoverable_errors", lambda h=h: _recoverable(nvml, h)),
-            "gpu_row_remapping": _guard("gpu_row_remapping", lambda h=h: _remapping(nvml, h)),
+                                                    functools.partial(_unrecoverable, nvml, h)),
+            "gpu_vram_recoverable_errors": _guard("gpu_vram_recoverable_errors",
+                                                  functools.partial(_recoverable, nvml, h)),
+            "gpu_row_remapping": _guard("gpu_row_remapping", functools.partial(_remapping, nvml, h)),
         }
     try:
         xids = _collect_xids(nvml, handles, xid_wait_s)

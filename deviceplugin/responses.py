@@ -82,6 +82,7 @@ def for_cdi_cri(resp: ContainerResponse, devices: list[Device], opts: AllocateOp
 
 def for_device_specs(resp: ContainerResponse, devices: list[Device], opts: AllocateOptions) -> None:
     root = opts.dev_root.rstrip("/")
+    control: tuple[str, ...]
     if opts.backend == "ascend":
         control, prefix = ASCEND_CONTROL_DEVICES, "davinci"
     else:

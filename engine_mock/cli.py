@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from brix.commands import Command, UsageError
 from brix.logs import add_logging_flags
+
+if TYPE_CHECKING:
+    from engine_mock.model import Settings
+    from engine_mock.profiles import Profile
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_logging_flags(parser)
 
 
-def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def build_settings(args: argparse.Namespace) -> Settings:
     from engine_mock.model import Settings
 
     checks = [
@@ -89,7 +94,7 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
 
 
-def load_profile(settings):  # type: ignore[no-untyped-def]
+def load_profile(settings: Settings) -> Profile:
     from pathlib import Path
 
     from engine_mock import profiles

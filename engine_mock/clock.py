@@ -62,6 +62,7 @@ class StepClock:
         self.lead = INITIAL_LEAD_S
         self._waiter: asyncio.Future[None] | None = None
         opened = _open_timerfd() if use_timerfd else None
+        self._libc: ctypes.CDLL | None
         self._fd, self._libc = opened if opened else (-1, None)
         if self._fd >= 0:
             loop.add_reader(self._fd, self._fired)
@@ -88,7 +89,7 @@ class StepClock:
     def _arm(self, monotonic_at: float) -> None:
         sec = int(monotonic_at)
         spec = _Itimerspec(_Timespec(0, 0), _Timespec(sec, int((monotonic_at - sec) * 1e9)))
-        if self._libc.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:  # type: ignore[union-attr]
+        if self._libc.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:  # type: ignore[union-attr]  # armed only when the timerfd (and libc) opened
             err = ctypes.get_errno()
             raise OSError(err, f"timerfd_settime: {os.strerror(err)}")
 

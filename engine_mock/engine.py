@@ -141,7 +141,7 @@ class Engine:
                 if req.first_token is None:
                     req.first_token = end
                 else:
-                    step.itl.append(end - req.last_token)  # type: ignore[operator]
+                    step.itl.append(end - req.last_token)  # type: ignore[operator]  # set with first_token, a line below
                 req.last_token = end
                 step.emitted.append(req)
                 if req.num_generated >= req.max_tokens:

@@ -198,7 +198,7 @@ class EngineMetrics:
 
     def render(self) -> bytes:
         """The /metrics page (Prometheus text format 0.0.4)."""
-        fmt = floatToGoString
+        fmt: Callable[[float], str] = floatToGoString
         out: list[str] = []
         add = out.append
         for prefix, value in self._gauges:

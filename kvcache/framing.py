@@ -37,7 +37,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     # --- asyncio -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a stream protocol gets a stream transport
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._body_view is None:
@@ -69,7 +69,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._body_view.release()
         self._body = self._body_view = None
         self._pos = 0
-        self._deliver(body)  # type: ignore[arg-type]
+        self._deliver(body)  # type: ignore[arg-type]  # the whole body has arrived: not None here
 
     def _deliver(self, body: bytearray) -> None:
         _, code, count, rid = self._hdr

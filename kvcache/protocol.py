@@ -114,7 +114,7 @@ def put_request(ns: bytes, items: Sequence[tuple[int, bytes | memoryview, int]],
     pack = PUT_ITEM.pack
     for h, value, crc in items:
         parts.append(pack(h, crc, len(value)))
-        parts.append(value)  # type: ignore[arg-type]
+        parts.append(value)  # type: ignore[arg-type]  # bytes-like values join like bytes
         size += PUT_ITEM.size + len(value)
     parts[0] = header(size, PUT, len(items), request_id)
     return parts

@@ -39,7 +39,7 @@ def card_table(raw: dict[str, Any], index: int) -> dict[str, Any]:
         raise ValueError(f"GPU {index} does not exist: the config has {count} cards (0..{count - 1})")
     tables = card_tables(raw, "<config>")
     if index in tables:
-        return tables[index][1]  # type: ignore[return-value]
+        return tables[index][1]  # type: ignore[return-value]  # card_tables hands back the tables of `raw` itself, mutable
     table: dict[str, Any] = {}
     raw[f"gpus-{index}"] = table
     return table
@@ -105,7 +105,8 @@ def _npu_table(raw: dict[str, Any], card: int, device: int) -> dict[str, Any]:
     if not 0 <= card < count or not 0 <= device < per_card:
         raise ValueError(f"NPU card {card} device {device} does not exist: the config has {count} cards "
                          f"with {per_card} device(s) each")
-    return npus.setdefault(str(card), {}).setdefault(str(device), {})
+    table: dict[str, Any] = npus.setdefault(str(card), {}).setdefault(str(device), {})
+    return table
 
 
 def inject_npu_fault(raw: dict[str, Any], card: int, device: int, code: int) -> list[int]:

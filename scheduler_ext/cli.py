@@ -11,11 +11,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from brix.commands import Command, UsageError
 from brix.logs import add_logging_flags
 
 POLICIES = ("binpack", "spread")
+
+if TYPE_CHECKING:
+    from scheduler_ext.settings import Settings
 
 
 # ---------------------------------------------------------------------- scheduler-ext
@@ -80,7 +84,7 @@ def _run_ext(args: argparse.Namespace) -> int:
     return run(settings)
 
 
-def run(settings: object) -> int:
+def run(settings: Settings) -> int:
     import asyncio
 
     from scheduler_ext.nodes_file import NodesFileError
@@ -89,7 +93,7 @@ def run(settings: object) -> int:
     from scheduler_ext.solvers.profiles import InputError
 
     try:
-        asyncio.run(serve(settings))  # type: ignore[arg-type]
+        asyncio.run(serve(settings))
     except (NodesFileError, InputError, ProblemError) as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt:

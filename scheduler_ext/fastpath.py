@@ -5,8 +5,11 @@ the NodeIndex arrays and written straight to JSON from precomputed fragments. Pu
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from scheduler_ext.gpu import matches
 from scheduler_ext.index import NodeIndex
@@ -16,7 +19,8 @@ from scheduler_ext.prioritize import CostView
 NOT_CACHED = "node is not in the extender's cache yet"
 
 
-def _columns(index: NodeIndex, slots: np.ndarray, resource: str):
+def _columns(index: NodeIndex, slots: npt.NDArray[Any], resource: str
+             ) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
     known = slots >= 0
     s = np.where(known, slots, 0)
     k = index.res_id[resource]
@@ -26,14 +30,16 @@ def _columns(index: NodeIndex, slots: np.ndarray, resource: str):
     return known, s, has, alloc, free
 
 
-def _fragments(keys: np.ndarray, rows: np.ndarray, quoted: np.ndarray, reason_of) -> list[str]:
+def _fragments(keys: npt.NDArray[Any], rows: npt.NDArray[Any], quoted: npt.NDArray[Any],
+               reason_of: Callable[[tuple[int, ...]], str]) -> list[str]:
     """'"name":"reason"' per node, formatting each distinct reason once. `keys` is one int64 per
     node that is equal exactly when the reasons are; `rows` holds the values the reason is made of."""
     if len(keys) == 0:
         return []
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     texts = np.array([":" + json.dumps(reason_of(tuple(int(v) for v in rows[i]))) for i in first], dtype=object)
-    return (quoted + texts[inverse.reshape(-1)]).tolist()
+    fragments: list[str] = (quoted + texts[inverse.reshape(-1)]).tolist()
+    return fragments
 
 
 def filter_json(index: NodeIndex, names: list[str], slots: np.ndarray, resource: str, need: int,

@@ -303,7 +303,8 @@ class NodeAgent:
         capacity, allocatable = node_resources(state.spec, state.kubelet)
         await self.api.merge_patch(f"/api/v1/nodes/{node}/status",
                                    {"status": {"capacity": capacity, "allocatable": allocatable}})
-        kv(log, "node resources", node=node, **{f"allocatable_{k}": v for k, v in allocatable.items() if "/" in k})
+        fields: dict[str, Any] = {f"allocatable_{k}": v for k, v in allocatable.items() if "/" in k}
+        kv(log, "node resources", node=node, **fields)
 
     async def _renew(self, node: str) -> None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"

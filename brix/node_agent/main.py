@@ -48,9 +48,14 @@ async def serve(settings: AgentSettings, health_port: int) -> None:
     runner = None
     if health_port:
         app = web.Application()
-        app.router.add_get("/healthz", lambda _r: web.Response(text="ok"))
-        app.router.add_get("/readyz", lambda _r: web.Response(text="ok") if agent.ready.is_set()
-                           else web.Response(status=503, text="listing pods"))
+        async def healthz(_r: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        async def readyz(_r: web.Request) -> web.Response:
+            return web.Response(text="ok") if agent.ready.is_set() else web.Response(status=503, text="listing pods")
+
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", health_port).start()

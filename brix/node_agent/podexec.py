@@ -30,7 +30,7 @@ def isolate_binds(pod_ip: str) -> None:
             address = (pod_ip, *address[1:])
         original(self, address)
 
-    socket.socket.bind = bind  # type: ignore[method-assign]  # the stand-in for a network namespace
+    socket.socket.bind = bind  # type: ignore[method-assign, assignment]  # the stand-in for a network namespace
 
 
 def die_with_parent() -> None:

@@ -158,7 +158,7 @@ def readiness_probe(container: Mapping[str, Any]) -> Probe:
     probe = container.get("readinessProbe")
     if not probe:
         return Probe("none")
-    common = {"initial_delay": float(probe.get("initialDelaySeconds", 0)),
+    common: dict[str, Any] = {"initial_delay": float(probe.get("initialDelaySeconds", 0)),
               "period": float(probe.get("periodSeconds", 10)), "timeout": float(probe.get("timeoutSeconds", 1)),
               "failure_threshold": int(probe.get("failureThreshold", 3)),
               "success_threshold": int(probe.get("successThreshold", 1))}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def solve(problem: Problem) -> Solution:
         lo = problem.min_count.get(g.name, 0)
         y[g.name] = (solver.NumVar if problem.relax else solver.IntVar)(lo, hi, f"y_{g.name}")
     n = {}
-    load = {g.name: [] for g in problem.gpus}
+    load: dict[str, list[Any]] = {g.name: [] for g in problem.gpus}
     for (o, i), rate in rates.items():
         row = []
         for g in problem.gpus:
