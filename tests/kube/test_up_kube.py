@@ -39,7 +39,7 @@ def test_brix_up_runs_on_the_real_control_plane(tmp_path: Path) -> None:
     assert "allocatable back to 4" in out
     assert "brix-controllers-" in out
     assert re.search(r"replicas 1 -> [23] .*none failed", out), out        # the PodAutoscaler scaled up
-    assert re.search(r"chat with model=sql-lora: served by 127\.", out), out  # the ModelAdapter is routed
+    assert re.search(r"chat with model=sql-lora: served by http://127\.", out), out  # the ModelAdapter is routed
     assert "demo done" in out and out.rstrip().endswith("stopped")
     # every process of the cluster was stopped by PID: nothing of it is left running
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "up")], capture_output=True, text=True)
