@@ -34,6 +34,7 @@ from brix.commands import Command, UsageError
 COMPONENT_CLIS = (
     "brix.up_cli",
     "scheduler_ext.cli",
+    "scheduler_ext.profile_cli",
     "deviceplugin.cli",
     "nvml_mock.cli",
     "engine_mock.cli",
