@@ -110,8 +110,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--concurrency", type=int, default=8, help="requests in flight (connections) for both")
     ap.add_argument("--batch", type=int, default=16, help="keys per request in the batched rows")
-    ap.add_argument("--bytes-64k", type=int, default=200 << 20, help="bytes moved per 64 KiB row (each way)")
-    ap.add_argument("--bytes-2m", type=int, default=400 << 20, help="bytes moved per 2 MiB row (each way)")
+    ap.add_argument("--bytes-64k", type=int, default=64 << 20, help="bytes moved per 64 KiB row (each way)")
+    ap.add_argument("--bytes-2m", type=int, default=128 << 20, help="bytes moved per 2 MiB row (each way)")
     args = ap.parse_args()
     if not shutil.which("redis-server"):
         print("redis-server not found: install it (make redis / apt-get install redis-server)")
