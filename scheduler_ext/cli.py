@@ -44,6 +44,18 @@ def _ext_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resources", default=None,
                         help="comma-separated extended resources to manage (default: nvidia.com/gpu, amd.com/gpu, "
                              "huawei.com/Ascend910, ...)")
+    parser.add_argument("--gateway-url", action="append", default=[], metavar="URL",
+                        help="a gateway whose GET /v1/workload drives the GPU-mix targets (repeat for each replica: "
+                             "their rates are summed); needs --profiles")
+    parser.add_argument("--gateway-namespace", default="default",
+                        help="namespace of the models the gateways serve (targets are stored under it)")
+    parser.add_argument("--mix-interval", type=float, default=10.0, help="seconds between GPU-mix solves")
+    parser.add_argument("--mix-down-delay", type=float, default=60.0,
+                        help="a cheaper mix replaces the targets only after being cheaper this many seconds")
+    parser.add_argument("--mix-down-margin", type=float, default=0.1,
+                        help="...by more than this fraction of the current targets' cost")
+    parser.add_argument("--mix-headroom", type=float, default=0.0,
+                        help="solve for the measured request rate times 1 + headroom")
     add_logging_flags(parser)
 
 
@@ -72,12 +84,23 @@ def _run_ext(args: argparse.Namespace) -> int:
     profiles = _existing("--profiles", args.profiles)
     if profiles is not None and not profiles.is_dir():
         raise UsageError(f"--profiles {args.profiles}: must be a folder of *.json profiles")
+    for url in args.gateway_url:
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--gateway-url {url!r}: expected an http:// or https:// URL of a brix gateway")
+    if args.gateway_url and profiles is None:
+        raise UsageError("--gateway-url needs --profiles DIR: the GPU-mix targets are solved on those profiles")
+    if args.mix_interval <= 0 or args.mix_down_delay < 0 or args.mix_headroom < 0 or not 0 <= args.mix_down_margin < 1:
+        raise UsageError("--mix-interval must be > 0, --mix-down-delay and --mix-headroom >= 0, "
+                         "--mix-down-margin within [0, 1)")
     settings = Settings(
         host=args.host, port=args.port, kubernetes=args.kubernetes, kubeconfig=args.kubeconfig,
         nodes_file=_existing("--nodes", args.nodes), profiles_dir=profiles,
         workloads_file=_existing("--workloads", args.workloads),
         tls_cert=_existing("--tls-cert", args.tls_cert), tls_key=_existing("--tls-key", args.tls_key),
         default_policy=args.default_policy, resources=resources,
+        gateway_urls=tuple(args.gateway_url), gateway_namespace=args.gateway_namespace,
+        mix_interval_s=args.mix_interval, mix_down_delay_s=args.mix_down_delay,
+        mix_down_margin=args.mix_down_margin, mix_headroom=args.mix_headroom,
         log_level=args.log_level, log_format=args.log_format,
     )
     logs.setup(settings.log_level, settings.log_format)

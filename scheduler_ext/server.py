@@ -456,11 +456,18 @@ async def serve(settings: Settings) -> None:
     watcher = None
     if settings.nodes_file is not None:
         watcher = asyncio.create_task(nodes_file.watch(settings.nodes_file, ext.reload_nodes))
+    mix_loop = None
+    if settings.gateway_urls:  # GPU-mix targets from the gateways' live workload (scheduler_ext/gpu_mix_loop.py)
+        from scheduler_ext.gpu_mix_loop import start_mix_loop
+
+        mix_loop = start_mix_loop(targets, settings)
     try:
         await asyncio.Event().wait()
     finally:
         if watcher is not None:
             watcher.cancel()
+        if mix_loop is not None:
+            await mix_loop.stop()
         if ext.informer is not None:
             ext.informer.stop()
         await runner.cleanup()

@@ -30,5 +30,17 @@ class Settings:
     """Scoring policy when neither the pod annotation nor GPU-mix targets decide: binpack | spread."""
     resources: tuple[str, ...] = DEFAULT_RESOURCES
     """Extended resources the extender manages (GPUs, NPUs)."""
+    gateway_urls: tuple[str, ...] = ()
+    """Gateways whose GET /v1/workload feeds the GPU-mix loop (replicas of one gateway: rates summed)."""
+    gateway_namespace: str = "default"
+    """Namespace the gateways' models run in: the loop's targets are stored under it."""
+    mix_interval_s: float = 10.0
+    """Seconds between GPU-mix solves from the gateways' workload."""
+    mix_down_delay_s: float = 60.0
+    """A cheaper mix replaces the held targets only after being cheaper this long."""
+    mix_down_margin: float = 0.1
+    """...by more than this fraction of the held mix's cost."""
+    mix_headroom: float = 0.0
+    """Solve for the measured rate times 1 + headroom."""
     log_level: str = "info"
     log_format: str = "kv"
