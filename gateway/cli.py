@@ -43,6 +43,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hold-timeout", type=float, default=0.0,
                    help="scale from zero: seconds a request for a model with no Ready endpoint is held waiting for "
                         "one (then 503); 0 = 503 at once")
+    p.add_argument("--workload-window", type=float, default=60.0,
+                   help="seconds of finished requests GET /v1/workload averages (rates per model and token bucket "
+                        "for brix scheduler-ext --gateway-url)")
     p.add_argument("--max-connections", type=int, default=2048, help="size of the upstream connection pool")
     p.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     p.add_argument("--seed", type=int, default=-1, help="seed for tie-breaking and random strategies (-1 = from the OS)")
@@ -73,6 +76,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             raise UsageError(f"--{flag.replace('_', '-')} must be > 0, got {getattr(args, flag)}")
     if args.max_body_bytes < 1024:
         raise UsageError(f"--max-body-bytes must be at least 1024, got {args.max_body_bytes}")
+    if args.workload_window < 1:
+        raise UsageError(f"--workload-window must be >= 1 second, got {args.workload_window}")
     if args.hold_timeout < 0:
         raise UsageError(f"--hold-timeout must be >= 0, got {args.hold_timeout}")
     if args.retries < 0 or args.max_connections < 1:
@@ -85,7 +90,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         models_refresh_s=args.models_refresh, max_body_bytes=args.max_body_bytes,
         timeouts=TimeoutSettings(args.connect_timeout, args.first_byte_timeout, args.idle_timeout,
                                  args.request_timeout, args.keepalive_timeout),
-        hold_timeout_s=args.hold_timeout, retries=args.retries, max_connections=args.max_connections, access_log=not args.no_access_log,
+        hold_timeout_s=args.hold_timeout, workload_window_s=args.workload_window, retries=args.retries, max_connections=args.max_connections, access_log=not args.no_access_log,
         seed=None if args.seed < 0 else args.seed, event_loop=args.event_loop,
         upstream_client=args.upstream_client)
 

@@ -41,6 +41,7 @@ from gateway.store import EndpointStore
 from gateway.tokens import estimate_stream_usage
 from gateway.upstream import UpstreamClient
 from gateway.wire import error_body, parse_body, prompt_text
+from gateway.workload import WorkloadCollector, WorkloadWindow
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gateway.access")
@@ -92,6 +93,9 @@ class Gateway:
         self.fast: UpstreamClient | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.held: dict[str, int] = {}   # model -> requests waiting for a Ready endpoint (scale from zero)
+        # live workload per model and token bucket, for the GPU-mix optimizer (GET /v1/workload)
+        self.workload = WorkloadWindow(time.monotonic(), settings.workload_window_s)
+        self.stats.registry.register(WorkloadCollector(self.workload, time.monotonic))
         # request ids: unique per process without a getrandom() call per request
         self._id_prefix = f"{os.getpid():x}{random.getrandbits(40):010x}"
         self._ids = itertools.count()
@@ -283,6 +287,7 @@ class Gateway:
             outcome.prompt_tokens, outcome.completion_tokens = estimate_stream_usage(rreq.prompt, outcome.stream_events)
         self.stats.tokens.inc(model, "prompt", amount=outcome.prompt_tokens)
         self.stats.tokens.inc(model, "completion", amount=outcome.completion_tokens)
+        self.workload.record(model, outcome.prompt_tokens, outcome.completion_tokens, time.monotonic())
         if key is not None and key.tpm:
             self.spawn(self.admission.count_tokens(key, outcome.prompt_tokens + outcome.completion_tokens))
 
@@ -313,6 +318,9 @@ class Gateway:
             self.stats.in_flight.labels(eid).set(self.store.in_flight(eid))
         out.send(200, {"content-type": CONTENT_TYPE_LATEST}, generate_latest(self.stats.registry))
 
+    async def handle_workload(self, request: Request, out: Responder) -> None:
+        send_json(out, 200, self.workload.document(time.monotonic()))
+
     async def handle_unknown(self, request: Request, out: Responder) -> None:
         send_error(out, 404, f"no route for {request.method} {request.path}; the gateway serves "
                    f"{', '.join(PROXIED_PATHS)} and GET /v1/models", "invalid_request_error",
@@ -322,7 +330,8 @@ class Gateway:
 def build_edge(gw: Gateway) -> HttpEdge:
     routes = {("POST", path): gw.handle_generate for path in PROXIED_PATHS}
     routes.update({("GET", "/v1/models"): gw.handle_models, ("GET", "/healthz"): gw.handle_healthz,
-                   ("GET", "/readyz"): gw.handle_readyz, ("GET", "/metrics"): gw.handle_metrics})
+                   ("GET", "/readyz"): gw.handle_readyz, ("GET", "/metrics"): gw.handle_metrics,
+                   ("GET", "/v1/workload"): gw.handle_workload})
     t = gw.settings.timeouts
     return HttpEdge(routes, gw.handle_unknown, gw.settings.max_body_bytes, edge_error_body,
                     keepalive_s=t.keepalive_s, request_timeout_s=t.request_s)

@@ -45,6 +45,9 @@ class Settings:
     model must be in the config's models or have been served since start); the held requests are
     the gauge brix_gateway_held_requests{model} that `brix controllers --gateway-url` reads.
     0 = answer 503 at once."""
+    workload_window_s: float = 60.0
+    """GET /v1/workload: request rates per model and token bucket over this many seconds (the
+    GPU-mix optimizer's input, `brix scheduler-ext --gateway-url`)."""
     retries: int = 2
     """Other endpoints tried after a connect failure (never once bytes reached the client)."""
     max_connections: int = 2048

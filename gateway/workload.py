@@ -6,16 +6,18 @@ The gateway records every request that finished with a usage count; the GPU-mix 
 gateway replicas. Buckets are `brix.token_buckets.bucket_of` of each length (the smallest power of
 two at or above it), so the optimizer can map them onto any profile grid.
 
-Counts are kept per slot of `slot_s` seconds; a rate is the count in the slots of the last
-`window_s` seconds divided by the time covered (the window, or less right after start, so the
-first minute does not read low).
+Counts are kept per slot of `slot_s` seconds; a rate is the count in the slots that lie inside
+the last `window_s` seconds divided by the time those slots cover up to now (less right after
+start, so the first minute does not read low).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from brix.token_buckets import bucket_of
 
@@ -52,8 +54,10 @@ class WorkloadWindow:
             slots.popleft()
 
     def covered_s(self, now: float) -> float:
-        """Seconds the rates are averaged over: the window, or the time since start when shorter."""
-        return max(self.slot_s, min(self.window_s, now - self.started))
+        """Seconds the rates are averaged over: from the start of the oldest slot inside the window
+        (or from the gateway's start, when later) to now."""
+        first = (int((now - self.window_s) // self.slot_s) + 1) * self.slot_s
+        return max(self.slot_s, now - max(first, self.started))
 
     def rates(self, now: float) -> dict[str, dict[Cell, float]]:
         """model -> cell -> requests/s over the window; models with nothing in the window are left out."""
@@ -89,3 +93,21 @@ class WorkloadWindow:
         for model, cells in self.rates(now).items():
             for (p, c), r in cells.items():
                 yield model, p, c, r
+
+
+class WorkloadCollector:
+    """prometheus-client collector: `brix_gateway_workload_requests_per_second{model, prompt_tokens,
+    completion_tokens}`, the window's rates when /metrics is read (`clock` gives the time)."""
+
+    def __init__(self, window: WorkloadWindow, clock: Callable[[], float]) -> None:
+        self.window = window
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        fam = GaugeMetricFamily("brix_gateway_workload_requests_per_second",
+                                f"Requests/s per model and token bucket (smallest power of two >= the prompt and "
+                                f"completion tokens) over the last {self.window.window_s:g} s",
+                                labels=["model", "prompt_tokens", "completion_tokens"])
+        for model, p, c, r in self.window.samples(self.clock()):
+            fam.add_metric([model, str(p), str(c)], r)
+        yield fam
