@@ -170,9 +170,8 @@ async def run_profile(s: ProfileSettings, progress: Callable[[str], None]) -> di
                     progress(f"bucket output {completion} x input {prompt}: 0 req/s (a request alone misses the "
                              f"SLO: {_fmt(alone.measured)}; {time.monotonic() - cell_started:.1f} s)")
                     continue
-                # a request every e2e seconds keeps about one in flight; a neighbour's answer is closer
-                neighbour = tputs[o][i - 1] if i else (tputs[o - 1][i] if o else 0.0)
-                start = neighbour or 1.0 / max(alone.measured["e2e_mean"], 1e-3)
+                # a request every e2e seconds keeps about one in flight: start there, never search below a quarter
+                start = 1.0 / max(alone.measured["e2e_mean"], 1e-3)
                 search = RateSearch(start_rps=start, min_rps=start / 4, precision=s.precision)
                 best: dict[str, float] = alone.measured
                 while (rate := search.next_rate()) is not None:

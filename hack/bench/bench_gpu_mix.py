@@ -1,0 +1,116 @@
+"""The GPU-mix loop's cost: an optimizer-driven mixed fleet against the cheapest single-type fleet,
+both scaled by `brix autoscale-sim --optimizer` (the same loop: workload window -> Mélange +
+hysteresis -> one KPA PodAutoscaler per GPU type with the optimizer as its source -> pods with a
+start-up delay), on the Splitwise conversation and code traces mixed (../shared/data/traces).
+
+1. AIBrix's A100 and A40 profiles (../shared/data/profiles): the A40 alone is the cheapest in
+   every bucket, so the mix must come out at the A40 fleet's cost (ratio 1.00).
+2. Profiles that `brix profile` makes, in this run, from engine-mock's A10 and A100 models
+   (Mélange's example prices $1.01/h and $3.67/h): the types cross over (A10 on long prompts with
+   short answers, A100 on long answers), so the mix should be cheaper. Also on each trace alone.
+
+Goal (issue 17): never more expensive than the cheapest single type; cheaper where types cross over.
+
+    .venv/bin/python hack/bench/bench_gpu_mix.py [--speed 10] [--workdir DIR] [--reuse-profiles]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from brix import procs  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+CONV, CODE = DATA / "traces" / "splitwise_conv.csv", DATA / "traces" / "splitwise_code.csv"
+AIBRIX = [DATA / "profiles" / "simulator-llama2-7b-a100.json", DATA / "profiles" / "simulator-llama2-7b-a40.json"]
+BUCKETS = "16,64,256,1024/256,1024,4096,8192"
+SLO = "ttft_p99=2.5s"
+
+
+def sim(profiles: list[Path], traces: list[Path], extra: list[str]) -> dict[str, object]:
+    argv = procs.brix_argv("autoscale-sim", "--optimizer", "--profiles", *map(str, profiles),
+                           "--trace", ",".join(map(str, traces)), *extra)
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=ROOT)
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return {"fleets": [r for r in rows if "fleet" in r], "comparison": rows[-1]["comparison"]}
+
+
+def make_profiles(workdir: Path, speed: float, reuse: bool) -> tuple[list[Path], dict[str, float]]:
+    """engine-mock A10 and A100 at --speed, profiled one after the other (each alone on the CPU)."""
+    paths, seconds = [], {}
+    for gpu in ("A10", "A100"):
+        out = workdir / f"engine-mock-{gpu.lower()}.json"
+        paths.append(out)
+        if reuse and out.exists():
+            seconds[gpu] = json.loads(out.read_text())["benchmark"]["seconds"]
+            continue
+        port = procs.free_port()
+        engine = procs.start(f"engine-mock-{gpu}", procs.brix_argv(
+            "engine-mock", "--port", str(port), "--model", "llama2-7b", "--gpu-type", gpu, "--speed", str(speed),
+            "--max-model-len", "10240", "--log-level", "warning"), workdir / f"engine-{gpu}.log",
+            ready_url=f"http://127.0.0.1:{port}/health")
+        try:
+            engine.wait_ready(30)
+            t0 = time.perf_counter()
+            subprocess.run(procs.brix_argv("profile", "--engine", f"http://127.0.0.1:{port}", "--gpu-type", gpu,
+                                           "--slo", SLO, "--buckets", BUCKETS, "--time-scale", str(speed),
+                                           "--out", str(out), "--log-level", "warning"), check=True, cwd=ROOT)
+            seconds[gpu] = round(time.perf_counter() - t0, 1)
+        finally:
+            engine.stop()
+    return paths, seconds
+
+
+def report(name: str, result: dict[str, object]) -> None:
+    comp = result["comparison"]
+    print(f"\n== {name}")
+    for fleet in result["fleets"]:  # type: ignore[union-attr]
+        print(json.dumps(fleet))
+    print(json.dumps({"comparison": comp}))
+    ratio = comp.get("cost_ratio")  # type: ignore[union-attr]
+    if ratio is not None:
+        verdict = "cheaper" if ratio < 0.995 else "same cost" if ratio <= 1.005 else "MORE EXPENSIVE"
+        print(f"mixed / {comp['cheapest_single']}: gpu_cost ratio {ratio:.3f} ({verdict}); "  # type: ignore[index]
+              f"SLO-violation seconds {comp['slo_violation_seconds']}")  # type: ignore[index]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--speed", type=float, default=10.0, help="engine-mock --speed while profiling")
+    p.add_argument("--workdir", default="", help="where the profiles and logs go (default: a temporary folder)")
+    p.add_argument("--reuse-profiles", action="store_true", help="use profiles already in --workdir")
+    p.add_argument("--headroom", type=float, default=0.2, help="autoscale-sim --headroom for every fleet")
+    args = p.parse_args()
+    for need in (CONV, CODE, *AIBRIX):
+        if not need.exists():
+            print(f"missing {need}: this benchmark needs ../shared/data", file=sys.stderr)
+            return 2
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="brix-gpu-mix-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    extra = ["--headroom", str(args.headroom)]
+    report("AIBrix A100 + A40 profiles, Splitwise conv + code mixed", sim(AIBRIX, [CONV, CODE], extra))
+    profiles, seconds = make_profiles(workdir, args.speed, args.reuse_profiles)
+    for gpu, s in seconds.items():
+        print(f"\nbrix profile of engine-mock {gpu} ({BUCKETS} buckets, --slo {SLO}, --speed {args.speed:g}): {s} s")
+    for path in profiles:
+        doc = json.loads(path.read_text())
+        print(f"{path.name}: cost {doc['cost']}/h, tputs (rows: completion {doc['indexes'][0]}, "
+              f"cols: prompt {doc['indexes'][1]}): {doc['tputs']}")
+    report("engine-mock A10 + A100 (brix profile), Splitwise conv + code mixed", sim(profiles, [CONV, CODE], extra))
+    report("engine-mock A10 + A100, Splitwise conv alone", sim(profiles, [CONV], extra))
+    report("engine-mock A10 + A100, Splitwise code alone", sim(profiles, [CODE], extra))
+    print(f"\nprofiles and logs: {workdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
