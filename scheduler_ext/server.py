@@ -62,7 +62,8 @@ class Metrics:
         self.calls = Counter("brix_scheduler_ext_requests", "Extender calls by verb and outcome.",
                              ["verb", "outcome"], registry=self.registry)
         self.latency = Histogram("brix_scheduler_ext_request_seconds", "Extender call latency by verb.", ["verb"],
-                                 buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+                                 buckets=(0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                          0.5, 1.0, 2.5, 5.0),
                                  registry=self.registry)
         self.nodes = Gauge("brix_scheduler_ext_nodes", "Nodes in the extender's cache.", registry=self.registry)
         self.pods = Gauge("brix_scheduler_ext_gpu_pods", "Bound pods holding managed resources.",
@@ -283,6 +284,7 @@ def _error(message: str) -> bytes:
 # ---------------------------------------------------------------------- aiohttp wiring
 
 EXT_KEY = web.AppKey("extender", Extender)
+SLOW_CALL_S = 0.1   # a call this slow is logged at warning level (deploy/ gives kube-scheduler a 5 s httpTimeout)
 
 
 def _verb(name: str, fn: Callable[[Extender, bytes], Awaitable[bytes] | bytes], error_field: bool):
@@ -311,9 +313,12 @@ def _verb(name: str, fn: Callable[[Extender, bytes], Awaitable[bytes] | bytes], 
         elapsed = time.perf_counter() - started
         ext.metrics.calls.labels(name, outcome).inc()
         ext.metrics.latency.labels(name).observe(elapsed)
-        # one line per call kube-scheduler makes, so its log shows what the scheduler asked
-        kv(log, "extender call", verb=name, outcome=outcome, ms=round(1000 * elapsed, 2),
-           request_bytes=len(body), response_bytes=resp.content_length)
+        # every call at debug level (--log-level debug shows what kube-scheduler asked); a failed or
+        # slow one always, since kube-scheduler gives up on an extender call after its httpTimeout
+        level = logging.DEBUG if outcome == "ok" and elapsed < SLOW_CALL_S else logging.WARNING
+        if log.isEnabledFor(level):
+            kv(log, "extender call", level, verb=name, outcome=outcome, ms=round(1000 * elapsed, 2),
+               request_bytes=len(body), response_bytes=resp.content_length)
         return resp
 
     return handler

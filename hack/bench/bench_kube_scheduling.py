@@ -11,8 +11,10 @@ times it from its start to the last binding (pods / that time; creation is not m
 with the extender and once without (kube-scheduler's configuration minus its extenders), the
 order alternating between rounds; the median ratio is the result. kube-scheduler's client QPS is raised
 the same way for both runs (its default of 50 caps the binding calls of the baseline). Extender
-call latency (filter, prioritize, bind) is what the extender logs per call, server side: each call's
-time from its first byte read to its response built.
+call latency (filter, prioritize, bind) is the extender's own histogram
+(brix_scheduler_ext_request_seconds, scraped before and after each run, quantiles interpolated in
+its buckets as histogram_quantile does), server side: each call's time from its first byte read to
+its response built.
 Goal: the extender keeps >= 0.5x of kube-scheduler's own throughput.
 """
 
@@ -28,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -126,7 +129,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, list[dict]]:
                 plane.stop_scheduler()
                 asyncio.run(delete_all(plane.kubeconfig))
                 created_s = asyncio.run(create(plane.kubeconfig, args.pods))
-                log_mark = extender.log_path.stat().st_size
+                calls_before = extender_histograms(extender_port)
                 pids = {**{p.name: p.pid for p in started}, **{n: p.pid for n, p in plane.processes.items()}}
                 before = cpu_seconds(pids)
                 t0 = time.monotonic()
@@ -140,7 +143,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, list[dict]]:
                                    if k != "kube-scheduler"}
                 result["cpu_s"]["kube-scheduler"] = round(after.get("kube-scheduler", 0.0), 1)
                 if mode == "extender":
-                    result["extender_ms"] = extender_latencies(extender.log_path, log_mark)
+                    result["extender_ms"] = latency_quantiles(calls_before, extender_histograms(extender_port))
                 print(f"round {round_ + 1} {mode}: {json.dumps(result)}", flush=True)
                 results[mode].append(result)
         results["rss_mib"] = [plane.rss_mib()]  # type: ignore[list-item]
@@ -170,22 +173,36 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def extender_latencies(log: Path, offset: int = 0) -> dict[str, dict[str, float]]:
-    calls: dict[str, list[float]] = {}
-    with log.open() as handle:
-        handle.seek(offset)
-        text = handle.read()
-    for line in text.splitlines():
-        if "extender call" not in line:
-            continue
-        verb, ms = re.search(r"verb=(\w+)", line), re.search(r"ms=([\d.]+)", line)
-        if verb and ms:
-            calls.setdefault(verb.group(1), []).append(float(ms.group(1)))
+def extender_histograms(port: int) -> dict[str, dict[float, float]]:
+    """verb -> {bucket upper bound: cumulative count} of brix_scheduler_ext_request_seconds."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, dict[float, float]] = {}
+    for m in re.finditer(r'^brix_scheduler_ext_request_seconds_bucket\{le="([^"]+)",verb="(\w+)"\} (\S+)$', text, re.M):
+        out.setdefault(m.group(2), {})[float(m.group(1))] = float(m.group(3))
+    return out
+
+
+def latency_quantiles(before: dict[str, dict[float, float]],
+                      after: dict[str, dict[float, float]]) -> dict[str, dict[str, float]]:
+    """p50 / p99 in ms of the calls between two scrapes, interpolated inside histogram buckets as
+    Prometheus' histogram_quantile does."""
     out = {}
-    for verb, values in calls.items():
-        values.sort()
-        out[verb] = {"calls": len(values), "p50": statistics.median(values),
-                     "p99": values[min(len(values) - 1, int(0.99 * len(values)))]}
+    for verb, buckets in after.items():
+        counts = sorted((le, n - before.get(verb, {}).get(le, 0.0)) for le, n in buckets.items())
+        total = counts[-1][1]
+        if total <= 0:
+            continue
+        result = {"calls": total}
+        for name, q in (("p50", 0.5), ("p99", 0.99)):
+            rank, lower, below = q * total, 0.0, 0.0
+            for le, n in counts:
+                if n >= rank:
+                    upper = le if le != float("inf") else lower
+                    result[name] = round(1000 * (lower + (upper - lower) * (rank - below) / max(n - below, 1e-9)), 3)
+                    break
+                lower, below = le, n
+        out[verb] = result
     return out
 
 
