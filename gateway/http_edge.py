@@ -183,6 +183,7 @@ class _Connection(asyncio.Protocol):
         self.edge = edge
         self.transport: asyncio.Transport | None = None
         self.phase = IDLE
+        self.closing_after_response = False   # phase is CLOSING, kept by _to for the Responder
         self.receiving_since = 0.0   # when the request arriving now began (phases HEAD and BODY)
         self.last_active = time.monotonic()
         self.assembler = _Assembler(self, edge.max_body)
@@ -204,10 +205,7 @@ class _Connection(asyncio.Protocol):
         if phase is HEAD:
             self.receiving_since = time.monotonic()
         self.phase = phase
-
-    @property
-    def closing_after_response(self) -> bool:
-        return self.phase is CLOSING
+        self.closing_after_response = phase is CLOSING
 
     def close_after_response(self) -> None:
         """The response being written is the connection's last (an HTTP/1.0 stream ends at the close)."""
