@@ -21,7 +21,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,29 +44,31 @@ def sim(profiles: list[Path], traces: list[Path], extra: list[str]) -> dict[str,
 
 
 def make_profiles(workdir: Path, speed: float, reuse: bool) -> tuple[list[Path], dict[str, float]]:
-    """engine-mock A10 and A100 at --speed, profiled one after the other (each alone on the CPU)."""
-    paths, seconds = [], {}
-    for gpu in ("A10", "A100"):
-        out = workdir / f"engine-mock-{gpu.lower()}.json"
-        paths.append(out)
-        if reuse and out.exists():
-            seconds[gpu] = json.loads(out.read_text())["benchmark"]["seconds"]
-            continue
-        port = procs.free_port()
-        engine = procs.start(f"engine-mock-{gpu}", procs.brix_argv(
-            "engine-mock", "--port", str(port), "--model", "llama2-7b", "--gpu-type", gpu, "--speed", str(speed),
-            "--max-model-len", "10240", "--log-level", "warning"), workdir / f"engine-{gpu}.log",
-            ready_url=f"http://127.0.0.1:{port}/health")
-        try:
+    """engine-mock A10 and A100 at --speed, both profiled at the same time (each with its own engine)."""
+    paths = {gpu: workdir / f"engine-mock-{gpu.lower()}.json" for gpu in ("A10", "A100")}
+    todo = [gpu for gpu, out in paths.items() if not (reuse and out.exists())]
+    engines: list[procs.ManagedProcess] = []
+    runs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for gpu in todo:
+            port = procs.free_port()
+            engine = procs.start(f"engine-mock-{gpu}", procs.brix_argv(
+                "engine-mock", "--port", str(port), "--model", "llama2-7b", "--gpu-type", gpu, "--speed", str(speed),
+                "--max-model-len", "10240", "--log-level", "warning"), workdir / f"engine-{gpu}.log",
+                ready_url=f"http://127.0.0.1:{port}/health")
+            engines.append(engine)
             engine.wait_ready(30)
-            t0 = time.perf_counter()
-            subprocess.run(procs.brix_argv("profile", "--engine", f"http://127.0.0.1:{port}", "--gpu-type", gpu,
-                                           "--slo", SLO, "--buckets", BUCKETS, "--time-scale", str(speed),
-                                           "--out", str(out), "--log-level", "warning"), check=True, cwd=ROOT)
-            seconds[gpu] = round(time.perf_counter() - t0, 1)
-        finally:
+            runs[gpu] = subprocess.Popen(procs.brix_argv(
+                "profile", "--engine", f"http://127.0.0.1:{port}", "--gpu-type", gpu, "--slo", SLO, "--buckets", BUCKETS,
+                "--time-scale", str(speed), "--out", str(paths[gpu]), "--log-level", "warning"), cwd=ROOT)
+        for gpu, run in runs.items():
+            if run.wait() != 0:
+                raise SystemExit(f"brix profile of engine-mock {gpu} failed (exit {run.returncode})")
+    finally:
+        for engine in engines:
             engine.stop()
-    return paths, seconds
+    seconds = {gpu: json.loads(out.read_text())["benchmark"]["seconds"] for gpu, out in paths.items()}
+    return list(paths.values()), seconds
 
 
 def report(name: str, result: dict[str, object]) -> None:
@@ -100,7 +101,8 @@ def main() -> int:
     report("AIBrix A100 + A40 profiles, Splitwise conv + code mixed", sim(AIBRIX, [CONV, CODE], extra))
     profiles, seconds = make_profiles(workdir, args.speed, args.reuse_profiles)
     for gpu, s in seconds.items():
-        print(f"\nbrix profile of engine-mock {gpu} ({BUCKETS} buckets, --slo {SLO}, --speed {args.speed:g}): {s} s")
+        print(f"\nbrix profile of engine-mock {gpu} ({BUCKETS} buckets, --slo {SLO}, --speed {args.speed:g}; "
+              f"both types at once): {s} s")
     for path in profiles:
         doc = json.loads(path.read_text())
         print(f"{path.name}: cost {doc['cost']}/h, tputs (rows: completion {doc['indexes'][0]}, "
