@@ -20,12 +20,13 @@ import logging
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from brix.logs import kv
 from kvcache import protocol as p
-from kvcache.framing import FrameProtocol
+from kvcache.framing import FrameProtocol, Reader, alloc
 from kvcache.rendezvous import group_by_owner, server_seed
 
 log = logging.getLogger(__name__)
@@ -46,21 +47,66 @@ class ClientStats:
     misses: int = 0
 
 
+Reply = tuple[int, int, Any]  # status, count, body (a bytearray; for an OK GET reply, its items)
+GetItems = list[tuple[bytearray, int] | None]  # (value, crc32 sent) or None (missing), per key
+
+
 class _Connection(FrameProtocol):
-    """One TCP connection with frames in flight; replies arrive in request order."""
+    """One TCP connection with frames in flight; replies arrive in request order.
+
+    An OK reply to a GET is read item by item, each value into a buffer of its own (returned to
+    the caller as is, no copy); other replies whole."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.pending: deque[asyncio.Future[tuple[int, int, bytearray]]] = deque()
+        self.pending: deque[tuple[int, asyncio.Future[Reply]]] = deque()
         self.closed = False
 
-    def frame(self, code: int, count: int, request_id: int, body: bytearray) -> None:
+    def _next_pending(self) -> asyncio.Future[Reply] | None:
         if not self.pending:
             self.close(p.ProtocolError("a reply arrived with no request in flight"))
-            return
-        fut = self.pending.popleft()
-        if not fut.done():
+            return None
+        return self.pending.popleft()[1]
+
+    def frame(self, code: int, count: int, request_id: int, body: bytearray) -> None:
+        fut = self._next_pending()
+        if fut is not None and not fut.done():
             fut.set_result((code, count, body))
+
+    def read_body(self, body_len: int, code: int, count: int, request_id: int) -> Reader:
+        if code != p.OK or not self.pending or self.pending[0][0] != p.GET:
+            yield from super().read_body(body_len, code, count, request_id)
+            return
+        left = body_len
+        head = bytearray(p.GET_ITEM.size)
+        found_view = memoryview(head)[:1]
+        rest_view = memoryview(head)[1:]
+        items: GetItems = []
+        for _ in range(count):
+            left -= 1
+            if left < 0:
+                raise p.ProtocolError("GET reply ends before its last item")
+            yield found_view
+            if head[0] == p.MISSING:
+                items.append(None)
+                continue
+            left -= p.GET_ITEM.size - 1
+            if left < 0:
+                raise p.ProtocolError("GET reply ends inside an item header")
+            yield rest_view
+            _, crc, size = p.GET_ITEM.unpack(head)
+            left -= size
+            if left < 0:
+                raise p.ProtocolError("GET reply item runs past the end of the body")
+            value = alloc(size)
+            if size:
+                yield memoryview(value)
+            items.append((value, crc))
+        if left:
+            raise p.ProtocolError(f"GET reply has {left} bytes after its {count} items")
+        fut = self._next_pending()
+        if fut is not None and not fut.done():
+            fut.set_result((code, count, items))
 
     def bad_frame(self, error: p.ProtocolError, request_id: int) -> None:
         self.close(error)
@@ -77,18 +123,19 @@ class _Connection(FrameProtocol):
             self.transport.close()
         err = error or ConnectionResetError("the connection was closed")
         while self.pending:
-            fut = self.pending.popleft()
+            _, fut = self.pending.popleft()
             if not fut.done():
                 fut.set_exception(err)
 
-    async def call(self, buffers: Sequence[bytes | memoryview], timeout: float) -> tuple[int, int, bytearray]:
+    async def call(self, op: int, buffers: Sequence[bytes | memoryview], timeout: float) -> Reply:
         if self.closed or self.transport is None:
             raise ConnectionResetError("the connection is closed")
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[tuple[int, int, bytearray]] = loop.create_future()
-        self.pending.append(fut)
+        fut: asyncio.Future[Reply] = loop.create_future()
+        self.pending.append((op, fut))
         self.transport.writelines(buffers)  # type: ignore[arg-type]
-        await self.drain()
+        if self._paused:
+            await self.drain()
         # a timer, not asyncio.wait_for (which starts a task per call)
         timer = loop.call_later(timeout, self._timed_out, fut, timeout)
         try:
@@ -96,7 +143,7 @@ class _Connection(FrameProtocol):
         finally:
             timer.cancel()
 
-    def _timed_out(self, fut: asyncio.Future[tuple[int, int, bytearray]], timeout: float) -> None:
+    def _timed_out(self, fut: asyncio.Future[Reply], timeout: float) -> None:
         if not fut.done():
             # the reply may still come and would be taken for the next request's: drop the connection
             self.close(TimeoutError(f"no reply within {timeout} s"))
@@ -221,8 +268,8 @@ class PoolClient:
         self._rid = (self._rid + 1) & 0xFFFFFFFF
         return self._rid
 
-    async def _call(self, addr: str, buffers: Sequence[bytes | memoryview], op: int) -> tuple[int, bytes] | None:
-        """(count, body) of an OK reply, or None when the server could not answer."""
+    async def _call(self, addr: str, buffers: Sequence[bytes | memoryview], op: int) -> tuple[int, Any] | None:
+        """(count, body) of an OK reply (for GET: its items), or None when the server could not answer."""
         server = self.servers.get(addr)
         self.stats.requests += 1
         if server is None or server.down_until > time.monotonic():
@@ -230,7 +277,7 @@ class PoolClient:
             return None
         try:
             conn = await server.connection()
-            status, count, body = await conn.call(buffers, self.timeout_s)
+            status, count, body = await conn.call(op, buffers, self.timeout_s)
         except (OSError, TimeoutError, ConnectionError, EOFError, p.ProtocolError) as exc:
             self.stats.failures += 1
             server.down_until = time.monotonic() + self.backoff_s
@@ -245,37 +292,48 @@ class PoolClient:
         return count, body
 
     def _groups(self, ns: p.Namespace, hashes: Sequence[int]) -> dict[str, list[int]]:
+        if len(self.seeds) == 1:
+            return {self.seeds[0][1]: list(hashes)}
         salt = server_seed(f"{ns.model}/{ns.block_size}")
         groups = group_by_owner((h ^ salt for h in hashes), self.seeds)
         return {a: [k ^ salt for k in ks] for a, ks in groups.items()}
 
-    async def get(self, ns: p.Namespace, hashes: Sequence[int]) -> dict[int, memoryview]:
-        """The values found, by hash (checksums verified); anything else is a miss."""
-        if not hashes or not self.seeds:
-            self.stats.misses += len(hashes)
-            return {}
+    @staticmethod
+    async def _all(calls: list[Coroutine[Any, Any, tuple[int, Any] | None]]) -> list[tuple[int, Any] | None]:
+        """Await the calls concurrently (one call, the common case, is awaited without a task)."""
+        if len(calls) == 1:
+            return [await calls[0]]
+        return list(await asyncio.gather(*calls))
+
+    def _key_calls(self, op: int, ns: p.Namespace, hashes: Sequence[int]) -> tuple[list[list[int]], list[Any]]:
         nsb = ns.encode()
-        calls = []
+        chunks, calls = [], []
         for addr, keys in self._groups(ns, hashes).items():
             for i in range(0, len(keys), MAX_KEYS_PER_FRAME):
                 chunk = keys[i:i + MAX_KEYS_PER_FRAME]
-                calls.append((chunk, self._call(addr, [p.keys_request(p.GET, nsb, chunk, self._next_rid())], p.GET)))
-        replies = await asyncio.gather(*(c for _, c in calls))
-        found: dict[int, memoryview] = {}
-        for (chunk, _), reply in zip(calls, replies, strict=True):
+                chunks.append(chunk)
+                calls.append(self._call(addr, [p.keys_request(op, nsb, chunk, self._next_rid())], op))
+        return chunks, calls
+
+    async def get(self, ns: p.Namespace, hashes: Sequence[int]) -> dict[int, bytearray]:
+        """The values found, by hash (checksums verified end to end); anything else is a miss.
+
+        Each value is the buffer the socket read it into (no copy)."""
+        if not hashes or not self.seeds:
+            self.stats.misses += len(hashes)
+            return {}
+        chunks, calls = self._key_calls(p.GET, ns, hashes)
+        found: dict[int, bytearray] = {}
+        crc32 = p.crc32
+        for chunk, reply in zip(chunks, await self._all(calls), strict=True):
             if reply is None:
                 continue
-            count, body = reply
-            try:
-                items = p.parse_get_reply(body, count)
-            except p.ProtocolError:
-                self.stats.failures += 1
-                continue
+            items: GetItems = reply[1]
             for h, item in zip(chunk, items, strict=False):
                 if item is None:
                     continue
                 value, crc = item
-                if p.crc32(value) != crc:
+                if crc32(value) != crc:
                     self.stats.corrupt += 1
                     continue
                 found[h] = value
@@ -283,7 +341,7 @@ class PoolClient:
         self.stats.misses += len(hashes) - len(found)
         return found
 
-    async def get_prefix(self, ns: p.Namespace, hashes: Sequence[int]) -> list[memoryview]:
+    async def get_prefix(self, ns: p.Namespace, hashes: Sequence[int]) -> list[bytearray]:
         """The values of the leading run of `hashes` found in the pool (stops at the first miss)."""
         found = await self.get(ns, hashes)
         out = []
@@ -294,19 +352,22 @@ class PoolClient:
             out.append(v)
         return out
 
-    async def put(self, ns: p.Namespace, items: Sequence[tuple[int, bytes | memoryview]]) -> int:
-        """Store the values; returns how many were stored (others were lost to a server's trouble)."""
+    async def put(self, ns: p.Namespace, items: Sequence[tuple[int, bytes | bytearray | memoryview]]) -> int:
+        """Store the values; returns how many were stored (others were lost to a server's trouble).
+
+        The values are written to the socket as they are (no copy), each with its crc32."""
         if not items or not self.seeds:
             return 0
         nsb = ns.encode()
         values = dict(items)
         calls = []
+        crc32 = p.crc32
         for addr, keys in self._groups(ns, list(values)).items():
             frame: list[tuple[int, bytes | memoryview, int]] = []
             size = 0
             for h in keys:
                 v = values[h]
-                frame.append((h, v, p.crc32(v)))
+                frame.append((h, v, crc32(v)))  # type: ignore[arg-type]  # any bytes-like value
                 size += len(v)
                 if len(frame) >= MAX_KEYS_PER_FRAME or size >= MAX_BYTES_PER_FRAME:
                     calls.append(self._call(addr, p.put_request(nsb, frame, self._next_rid()), p.PUT))
@@ -314,7 +375,7 @@ class PoolClient:
             if frame:
                 calls.append(self._call(addr, p.put_request(nsb, frame, self._next_rid()), p.PUT))
         stored = 0
-        for reply in await asyncio.gather(*calls):
+        for reply in await self._all(calls):
             if reply is not None:
                 stored += reply[1].count(p.STORED)
         return stored
@@ -329,14 +390,9 @@ class PoolClient:
     async def _flags(self, op: int, ns: p.Namespace, hashes: Sequence[int]) -> set[int]:
         if not hashes or not self.seeds:
             return set()
-        nsb = ns.encode()
-        calls = []
-        for addr, keys in self._groups(ns, hashes).items():
-            for i in range(0, len(keys), MAX_KEYS_PER_FRAME):
-                chunk = keys[i:i + MAX_KEYS_PER_FRAME]
-                calls.append((chunk, self._call(addr, [p.keys_request(op, nsb, chunk, self._next_rid())], op)))
+        chunks, calls = self._key_calls(op, ns, hashes)
         out: set[int] = set()
-        for (chunk, _), reply in zip(calls, await asyncio.gather(*(c for _, c in calls)), strict=True):
+        for chunk, reply in zip(chunks, await self._all(calls), strict=True):
             if reply is not None:
                 out.update(h for h, flag in zip(chunk, reply[1], strict=False) if flag == 1)
         return out

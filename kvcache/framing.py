@@ -1,29 +1,61 @@
 """Reading frames straight into their own buffers (asyncio.BufferedProtocol), for server and client.
 
 A StreamReader copies every received byte into a growing buffer, then again into the bytes
-`readexactly` returns, and a 32 MiB batched frame also pays the buffer's reallocations. Here the
-12-byte header is read into a fixed buffer and the body straight into a bytearray of its exact
-size, so the kernel's copy is the only one; values are then memoryview slices of that body.
+`readexactly` returns. Here a frame is read by a generator (`read_body`) that yields the buffers
+it wants filled, in order: the whole body for most frames, but for the frames that carry values
+(a PUT request on the server, a GET reply on the client) each value gets a buffer of its own, of
+its exact size, so the kernel's copy into it is the only one, a stored value pins nothing else,
+and a 32 MiB batch is sixteen 2 MiB allocations instead of one that the allocator must map and
+unmap each time. Buffers for values are allocated uninitialized (`alloc`): `bytearray(n)` would
+write n zero bytes first that the socket read then overwrites.
+
+Small reads (headers, short bodies, the few bytes before each value) go through a 4 KiB scratch
+buffer, so one recv takes in many small frames; what a recv brings past the current field is fed
+into the next buffers in order (at most 4 KiB is copied so). A field of at least DIRECT bytes is
+read by the kernel straight into its own buffer.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Generator
 
 from kvcache import protocol as p
 
+SCRATCH = 4096
+DIRECT = 2048  # read fields this large straight into their buffer, not through the scratch
+
+try:  # an uninitialized bytearray (CPython's C API; every byte is written by recv before use)
+    import ctypes
+
+    _new_bytearray = ctypes.pythonapi.PyByteArray_FromStringAndSize
+    _new_bytearray.restype = ctypes.py_object
+    _new_bytearray.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+
+    def alloc(n: int) -> bytearray:
+        """A bytearray of n bytes whose content is undefined (to be filled by a read)."""
+        return _new_bytearray(None, n) if n >= 65536 else bytearray(n)
+except (ImportError, AttributeError):  # pragma: no cover - not CPython
+    def alloc(n: int) -> bytearray:
+        return bytearray(n)
+
+# what a body reader yields: buffers to fill completely, one after the other
+Reader = Generator[memoryview, None, None]
+
 
 class FrameProtocol(asyncio.BufferedProtocol):
-    """Calls `frame(code, count, request_id, body)` once per complete frame; `body` is a bytearray."""
+    """Calls `frame(code, count, request_id, body)` once per complete frame (`body` a bytearray),
+    unless a subclass reads some frames differently by overriding `read_body`."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self._head = bytearray(p.HEADER_SIZE)
-        self._head_view = memoryview(self._head)
-        self._body: bytearray | None = None
-        self._body_view: memoryview | None = None
-        self._pos = 0
-        self._hdr: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self._scratch = bytearray(SCRATCH)
+        self._scratch_view = memoryview(self._scratch)
+        self._reader: Reader = self._frames()
+        self._target: memoryview = next(self._reader)
+        self._tpos = 0
+        self._direct = False
+        self._dead = False
         self._paused = False
         self._drained: asyncio.Future[None] | None = None
 
@@ -35,45 +67,65 @@ class FrameProtocol(asyncio.BufferedProtocol):
         assert self.transport is not None
         self.transport.close()
 
+    def read_body(self, body_len: int, code: int, count: int, request_id: int) -> Reader:
+        """Read one frame's body (yield buffers to fill), then deliver it; raise ProtocolError
+        for a malformed one. The default reads the body whole and calls `frame`."""
+        body = alloc(body_len)
+        if body_len:
+            yield memoryview(body)
+        self.frame(code, count, request_id, body)
+
+    # --- the frame loop ------------------------------------------------------------------
+    def _frames(self) -> Reader:
+        head = bytearray(p.HEADER_SIZE)
+        head_view = memoryview(head)
+        parse = p.parse_header
+        while True:
+            yield head_view
+            rid = int.from_bytes(head[8:12], "little")
+            try:
+                body_len, code, count, rid = parse(head)
+                yield from self.read_body(body_len, code, count, rid)
+            except p.ProtocolError as exc:
+                self._dead = True  # the rest of the stream cannot be framed: drop it
+                self.bad_frame(exc, rid)
+                while True:
+                    yield self._scratch_view
+
+    def _advance(self) -> None:
+        self._target = next(self._reader)
+        self._tpos = 0
+
     # --- asyncio -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream protocol gets a stream transport
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._body_view is None:
-            return self._head_view[self._pos:]
-        return self._body_view[self._pos:]
+        target = self._target
+        if len(target) - self._tpos >= DIRECT and not self._dead:
+            self._direct = True
+            return target[self._tpos:]
+        self._direct = False
+        return self._scratch_view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._pos += nbytes
-        if self._body_view is None:
-            if self._pos < p.HEADER_SIZE:
-                return
-            try:
-                self._hdr = p.parse_header(bytes(self._head))
-            except p.ProtocolError as exc:
-                self._pos = 0
-                self.bad_frame(exc, int.from_bytes(self._head[8:12], "little"))
-                return
-            self._pos = 0
-            body_len = self._hdr[0]
-            if body_len == 0:
-                self._deliver(bytearray())
-                return
-            self._body = bytearray(body_len)
-            self._body_view = memoryview(self._body)
+        if self._dead:
             return
-        if self._pos < len(self._body_view):
+        if self._direct:
+            self._tpos += nbytes
+            if self._tpos == len(self._target):
+                self._advance()
             return
-        body = self._body
-        self._body_view.release()
-        self._body = self._body_view = None
-        self._pos = 0
-        self._deliver(body)  # type: ignore[arg-type]  # the whole body has arrived: not None here
-
-    def _deliver(self, body: bytearray) -> None:
-        _, code, count, rid = self._hdr
-        self.frame(code, count, rid, body)
+        scratch = self._scratch_view
+        off = 0
+        while off < nbytes and not self._dead:
+            target, tpos = self._target, self._tpos
+            k = min(len(target) - tpos, nbytes - off)
+            target[tpos:tpos + k] = scratch[off:off + k]
+            off += k
+            self._tpos = tpos + k
+            if self._tpos == len(target):
+                self._advance()
 
     # write-side flow control: the transport calls these around its high / low water marks
     def pause_writing(self) -> None:

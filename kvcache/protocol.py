@@ -65,8 +65,17 @@ class ProtocolError(Exception):
     """A frame that does not follow the protocol (the connection is closed after replying)."""
 
 
-def crc32(data: bytes | memoryview) -> int:
-    return zlib.crc32(data)
+try:  # ISA-L's crc32: the same IEEE polynomial as zlib's, with carry-less multiply (~20 GB/s vs ~0.6)
+    from isal.isal_zlib import crc32 as _crc32
+    CRC32_IMPL = "isal"
+except ImportError:  # pragma: no cover - the kvcache extra installs isal
+    _crc32 = zlib.crc32
+    CRC32_IMPL = "zlib"
+
+
+def crc32(data: bytes | bytearray | memoryview) -> int:
+    """zlib.crc32 of `data` (computed by ISA-L when installed: same result, ~30x faster)."""
+    return _crc32(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +96,7 @@ def header(body_len: int, code: int, count: int, request_id: int) -> bytes:
     return HEADER.pack(body_len, VERSION, code, count, request_id & 0xFFFFFFFF)
 
 
-def parse_header(raw: bytes) -> tuple[int, int, int, int]:
+def parse_header(raw: bytes | bytearray) -> tuple[int, int, int, int]:
     """(body_len, op-or-status, count, request_id) of a 12-byte header."""
     body_len, version, code, count, rid = HEADER.unpack(raw)
     if version != VERSION:

@@ -1,8 +1,10 @@
 """`brix kvcache serve`: one pool server. TCP for blocks (kvcache/protocol.py), HTTP for /metrics
 and health, an optional Redis heartbeat for membership.
 
-A connection is a FrameProtocol (kvcache/framing.py): each frame's body lands in its own buffer,
-is answered from the in-memory store at once, and the reply is written as a list of buffers (the
+A connection is a FrameProtocol (kvcache/framing.py): each PUT value lands in a buffer of its own
+that becomes the stored value (the checksum the PUT carried, verified once on arrival, is stored
+with it and sent back with every GET), other frames' bodies in one buffer each; every frame is
+answered from the in-memory store at once, and the reply is written as a list of buffers (the
 stored values themselves, not copies), so a pipelining client keeps many frames in flight. When
 the socket's send buffer fills, the connection stops reading until it drains. The store is one
 dict-backed S3-FIFO or LRU (kvcache/eviction.py) shared by every connection; the event loop runs
@@ -24,7 +26,7 @@ from brix.commands import UsageError
 from brix.logs import kv
 from kvcache import protocol as p
 from kvcache.eviction import make_store
-from kvcache.framing import FrameProtocol
+from kvcache.framing import FrameProtocol, Reader, alloc
 from kvcache.membership import Registrar
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,45 @@ class ServerConnection(FrameProtocol):
             self.transport.writelines(reply)
         else:
             self.transport.write(reply)
+
+    def read_body(self, body_len: int, code: int, count: int, request_id: int) -> Reader:
+        """PUT: the namespace, then each item's 16-byte head and its value into a buffer of its own."""
+        if code != p.PUT or count == 0:
+            yield from super().read_body(body_len, code, count, request_id)
+            return
+        left = body_len - 6
+        if left < 0:
+            raise p.ProtocolError("the body is too short to hold a namespace (u16 length, model, u32 block size)")
+        ns_head = bytearray(2)
+        yield memoryview(ns_head)
+        n = int.from_bytes(ns_head, "little")
+        left -= n
+        if left < 0:
+            raise p.ProtocolError(f"the namespace says its model name is {n} bytes but the body is {body_len} bytes")
+        ns_rest = bytearray(n + 4)
+        yield memoryview(ns_rest)
+        item = bytearray(p.PUT_ITEM.size)
+        item_view = memoryview(item)
+        unpack = p.PUT_ITEM.unpack
+        items: list[tuple[int, int, bytearray]] = []
+        for _ in range(count):
+            left -= p.PUT_ITEM.size
+            if left < 0:
+                raise p.ProtocolError("PUT body ends inside an item header")
+            yield item_view
+            h, crc, size = unpack(item)
+            left -= size
+            if left < 0:
+                raise p.ProtocolError(f"PUT item says {size} value bytes but the body ends first")
+            value = alloc(size)
+            if size:
+                yield memoryview(value)
+            items.append((h, crc, value))
+        if left:
+            raise p.ProtocolError(f"PUT body has {left} bytes after its {count} items")
+        reply = self.server.put(bytes(ns_head + ns_rest), items, request_id, body_len)
+        assert self.transport is not None
+        self.transport.write(reply)
 
     def bad_frame(self, error: p.ProtocolError, request_id: int) -> None:
         self.server.stats.protocol_errors += 1
@@ -150,25 +191,32 @@ class KVServer:
             reply = p.get_reply(entries, rid)
             stats.bytes_out += sum(len(b) for b in reply)
             return reply
-        if op == p.PUT:
-            view = memoryview(body)
-            results = bytearray(count)
-            single = count == 1
-            for i, (h, crc, value) in enumerate(p.iter_put_items(view, offset, count)):
-                if p.crc32(value) != crc:
-                    stats.bad_checksums += 1
-                    results[i] = p.BAD_CHECKSUM
-                    continue
-                # one value per frame: keep a view of the received body (no copy); in a batch,
-                # copy each value so that one long-lived block does not pin the whole frame
-                if not store.put((ns, h), value if single else bytes(value), crc):  # type: ignore[arg-type]
-                    stats.rejected_too_large += 1
-                    results[i] = p.TOO_LARGE
-            return p.results_reply(bytes(results), rid)
+        if op == p.PUT:  # only an empty PUT comes here: ServerConnection reads the others item by item
+            items = [(h, crc, bytearray(v)) for h, crc, v in p.iter_put_items(memoryview(body), offset, count)]
+            return self.put(ns, items, rid, None)
         hashes = p.parse_hashes(body, offset, count)
         if op == p.EXISTS:
             return p.results_reply(bytes(1 if (ns, h) in store else 0 for h in hashes), rid)
         return p.results_reply(bytes(1 if store.delete((ns, h)) else 0 for h in hashes), rid)
+
+    def put(self, ns: bytes, items: list[tuple[int, int, bytearray]], rid: int, body_len: int | None) -> bytes:
+        """Store each (hash, crc32, value) whose crc32 matches; the reply's per-item results."""
+        stats = self.stats
+        if body_len is not None:  # read item by item, not through dispatch
+            stats.ops["put"] += 1
+            stats.keys["put"] += len(items)
+            stats.bytes_in += p.HEADER_SIZE + body_len
+        store = self.store
+        crc32 = p.crc32
+        results = bytearray(len(items))
+        for i, (h, crc, value) in enumerate(items):
+            if crc32(value) != crc:
+                stats.bad_checksums += 1
+                results[i] = p.BAD_CHECKSUM
+            elif not store.put((ns, h), value, crc):  # type: ignore[arg-type]  # a bytearray is stored as is
+                stats.rejected_too_large += 1
+                results[i] = p.TOO_LARGE
+        return p.results_reply(bytes(results), rid)
 
     # --- HTTP: health and metrics --------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -287,7 +335,29 @@ async def serve(settings: ServeSettings, stop: asyncio.Event | None = None) -> N
     await runner.cleanup()
 
 
+def tune_malloc() -> bool:
+    """Keep freed value memory in the process for the next values (glibc only; False elsewhere).
+
+    glibc maps each allocation over 128 KiB (the threshold creeps up to 32 MiB) with mmap and
+    gives it back on free, so every new 2 MiB value costs 512 page faults and every evicted one
+    an munmap; with the threshold at its 32 MiB maximum and a 1 GiB trim threshold, values come
+    from the heap and an evicted value's pages hold the next one (as Redis's jemalloc keeps its
+    pages). The server's memory stays within its --capacity plus what a burst of frames needs."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
 def run(settings: ServeSettings) -> int:
+    tuned = tune_malloc()
+    kv(log, "malloc tuned for large values" if tuned else "malloc not tuned (not glibc)", logging.DEBUG)
     try:
         import uvloop
     except ImportError:

@@ -2,14 +2,21 @@
 memory copy and against Redis GET / SET of the same values, all in one run.
 
 Both stores run as their own process on loopback (`brix kvcache serve`, `redis-server` with no
-persistence); both clients run in this process on the same asyncio loop (uvloop when available),
-so the same Python-side costs are paid by both. Fairness:
-- one key per request: `--concurrency` requests in flight, each on its own connection for both
-  (PoolClient(connections=C), redis-py's pool of C connections); no pipelining on either side;
+persistence); both clients run in this process on the same event loop (uvloop when available),
+so the same Python-side costs are paid by both. Fairness, the same for both sides:
+- one key per request: `--concurrency` requests in flight, each on its own connection
+  (PoolClient(connections=C), redis-py's pool of C connections), one request in flight per
+  connection: no pipelining on either side;
 - batched: `--batch` keys per request, `--concurrency` in flight: one PoolClient batched frame
-  against one Redis MGET / MSET (Redis's own batching), again one connection per request.
-Values are random bytes; each op's value is a distinct key. The machine (2 cores) is shared by
-client and servers, as in production the engine and the pool would not be.
+  against one Redis MGET / MSET (Redis's own batching), again one connection per request;
+- the same values (random bytes, a distinct key per op), the same `run_ops` loop, and for each
+  cell `--rounds` rounds that alternate pool and Redis (which goes first alternates too), each
+  side's ops/s the median of its rounds, so that load from other processes on the machine hits
+  both alike; every round's ratio is printed.
+redis-py runs without hiredis (its pure-Python parser), as installed here. The pool checks a
+crc32 on every value end to end (client computes on put, server verifies on put, client verifies
+on get); Redis checks nothing. The machine (2 cores) is shared by client and servers, as in
+production the engine and the pool would not be.
 
     .venv/bin/python hack/bench/bench_kvcache_throughput.py
 """
@@ -20,6 +27,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from brix import procs  # noqa: E402
 from kvcache.client import PoolClient  # noqa: E402
-from kvcache.protocol import Namespace  # noqa: E402
+from kvcache.protocol import CRC32_IMPL, Namespace  # noqa: E402
 
 NS = Namespace("bench", 16)
 
@@ -112,6 +120,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=16, help="keys per request in the batched rows")
     ap.add_argument("--bytes-64k", type=int, default=64 << 20, help="bytes moved per 64 KiB row (each way)")
     ap.add_argument("--bytes-2m", type=int, default=128 << 20, help="bytes moved per 2 MiB row (each way)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per cell, alternating pool and Redis")
     args = ap.parse_args()
     if not shutil.which("redis-server"):
         print("redis-server not found: install it (make redis / apt-get install redis-server)")
@@ -134,9 +143,11 @@ def main() -> int:
         for p in started:
             p.wait_ready(30)
         time.sleep(0.3)
-        print(f"cpus={os.cpu_count()} loop={loop_name} concurrency={args.concurrency} batch={args.batch} "
+        print(f"cpus={os.cpu_count()} loop={loop_name} crc32={CRC32_IMPL} concurrency={args.concurrency} "
+              f"batch={args.batch} rounds={args.rounds} load={os.getloadavg()[0]:.1f} "
               f"(client and both servers share the machine; logs {logs})")
         rows = []
+        ratios: dict[tuple[int, int], list[tuple[float, float]]] = {}
         for size, moved in ((64 << 10, args.bytes_64k), (2 << 20, args.bytes_2m)):
             n = max(args.batch * args.concurrency, moved // size)
             n -= n % args.batch
@@ -145,24 +156,37 @@ def main() -> int:
             gbs, cps = memcpy_rate(values[0])
             rows.append((size, "memcpy (in-process)", 1, cps, gbs, cps, gbs))
             for batch in (1, args.batch):
-                pool = runner(bench_pool(f"kvcache://127.0.0.1:{port}", values, args.concurrency, batch))
-                red = runner(bench_redis(f"redis://127.0.0.1:{rport}/0", values, args.concurrency, batch))
-                for name, r in (("pool", pool), ("redis", red)):
-                    rows.append((size, name, batch, n / r["put_s"], n * size / r["put_s"] / 1e9,
-                                 n / r["get_s"], n * size / r["get_s"] / 1e9))
-                # make room for the next row
-                runner(_drop_all(f"kvcache://127.0.0.1:{port}", n))
+                runs: dict[str, list[dict[str, float]]] = {"pool": [], "redis": []}
+                for r in range(args.rounds):
+                    order = ("pool", "redis") if r % 2 == 0 else ("redis", "pool")
+                    for side in order:
+                        if side == "pool":
+                            runs[side].append(runner(bench_pool(f"kvcache://127.0.0.1:{port}", values,
+                                                                args.concurrency, batch)))
+                            runner(_drop_all(f"kvcache://127.0.0.1:{port}", n))  # make room for the next round
+                        else:
+                            runs[side].append(runner(bench_redis(f"redis://127.0.0.1:{rport}/0", values,
+                                                                 args.concurrency, batch)))
+                    pool, red = runs["pool"][-1], runs["redis"][-1]
+                    ratios.setdefault((size, batch), []).append((red["put_s"] / pool["put_s"],
+                                                                 red["get_s"] / pool["get_s"]))
+                for name, rs in runs.items():
+                    put_s = statistics.median(r["put_s"] for r in rs)
+                    get_s = statistics.median(r["get_s"] for r in rs)
+                    rows.append((size, name, batch, n / put_s, n * size / put_s / 1e9, n / get_s, n * size / get_s / 1e9))
         print(f"\n{'value':>7}  {'store':<20} {'keys/req':>8}  {'put ops/s':>10} {'put GB/s':>9}  {'get ops/s':>10} "
-              f"{'get GB/s':>9}")
+              f"{'get GB/s':>9}   (median of {args.rounds} rounds)")
         for size, name, batch, pops, pgb, gops, ggb in rows:
             print(f"{size >> 10:>5}Ki  {name:<20} {batch:>8}  {pops:>10,.0f} {pgb:>9.2f}  {gops:>10,.0f} {ggb:>9.2f}")
-        print("\npool / redis (same value size, same keys per request):")
+        print("\npool / redis ops/s (same value size, same keys per request): medians, then each round's ratio")
         for size in (64 << 10, 2 << 20):
             for batch in (1, args.batch):
                 pool = next(r for r in rows if r[0] == size and r[1] == "pool" and r[2] == batch)
                 red = next(r for r in rows if r[0] == size and r[1] == "redis" and r[2] == batch)
-                print(f"  {size >> 10:>5} KiB, {batch:>2} keys/request: put {pool[3] / red[3]:.2f}x, "
-                      f"get {pool[5] / red[5]:.2f}x ops/s")
+                each = ratios[(size, batch)]
+                print(f"  {size >> 10:>5} KiB, {batch:>2} keys/request: put {pool[3] / red[3]:.2f}x "
+                      f"({', '.join(f'{a:.2f}' for a, _ in each)}), get {pool[5] / red[5]:.2f}x "
+                      f"({', '.join(f'{b:.2f}' for _, b in each)})")
     finally:
         for p in reversed(started):
             p.stop()
