@@ -84,7 +84,7 @@ class MixLoop:
         assert self._session is not None
         async def one(url: str) -> dict[str, Cells] | None:
             try:
-                async with self._session.get(f"{url}/v1/workload",  # type: ignore[union-attr]
+                async with self._session.get(f"{url}/v1/workload",  # type: ignore[union-attr]  # asserted above; mypy forgets in the closure
                                              timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s)) as resp:
                     if resp.status != 200:
                         kv(log, "gateway workload unavailable", logging.WARNING, url=url, status=resp.status)

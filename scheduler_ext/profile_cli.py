@@ -97,8 +97,8 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     out.write_text(json.dumps(doc, indent=1) + "\n")
     bench = doc["benchmark"]
-    print(f"wrote {out}: {len(outputs)}x{len(inputs)} buckets, {bench['trials']} trials, "  # type: ignore[index]
-          f"{bench['seconds']} s")  # type: ignore[index]
+    print(f"wrote {out}: {len(outputs)}x{len(inputs)} buckets, {bench['trials']} trials, "  # type: ignore[index]  # the profile document's "benchmark" is a mapping
+          f"{bench['seconds']} s")  # type: ignore[index]  # as above
     return 0
 
 
