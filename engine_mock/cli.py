@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              " block_size x 512 KiB / bandwidth of TTFT")
     parser.add_argument("--kv-pool-value-bytes", type=int, default=4096,
                         help="bytes actually sent and stored per block (a stand-in for the real KV bytes)")
+    parser.add_argument("--kv-pool-lookahead", type=int, default=2, metavar="N",
+                        help="look a request up in the pool once fewer than N requests wait for admission (1 = only"
+                             " when none waits: the latest lookup, but the engine admits nothing meanwhile)")
     add_logging_flags(parser)
 
 
@@ -72,6 +75,7 @@ def build_settings(args: argparse.Namespace) -> Settings:
         (0.0 <= args.fail_rate <= 1.0, f"--fail-rate must be within [0, 1], got {args.fail_rate}"),
         (args.kv_pool_bandwidth > 0, f"--kv-pool-bandwidth must be > 0 GB/s, got {args.kv_pool_bandwidth}"),
         (args.kv_pool_value_bytes >= 8, f"--kv-pool-value-bytes must be >= 8, got {args.kv_pool_value_bytes}"),
+        (args.kv_pool_lookahead >= 1, f"--kv-pool-lookahead must be >= 1, got {args.kv_pool_lookahead}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -90,7 +94,7 @@ def build_settings(args: argparse.Namespace) -> Settings:
         block_size=args.block_size, max_num_seqs=args.max_num_seqs, max_model_len=args.max_model_len,
         speed=args.speed, seed=args.seed, fail_rate=args.fail_rate, v0_metrics=args.v0_metrics,
         kv_pool=args.kv_pool, kv_pool_bandwidth=args.kv_pool_bandwidth * 1e9,
-        kv_pool_value_bytes=args.kv_pool_value_bytes,
+        kv_pool_value_bytes=args.kv_pool_value_bytes, kv_pool_lookahead=args.kv_pool_lookahead,
     )
 
 

@@ -107,6 +107,8 @@ class Settings:
     """Bytes per second of a pool transfer (modelled; 12.5e9 = a 100 Gb/s RDMA NIC)."""
     kv_pool_value_bytes: int = 4096
     """Bytes actually stored per block in the pool (a stand-in; the transfer time uses the real KV size)."""
+    kv_pool_lookahead: int = 2
+    """A request is looked up in the pool once fewer than this many requests wait for admission."""
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -69,7 +69,7 @@ class EngineServer:
         self.pins: dict[SimRequest, list[int]] = {}  # blocks loaded from the pool, held until admission
         self.pinned_blocks = 0
         self._pool_turn = asyncio.Lock()  # pool lookups in arrival order (asyncio.Lock wakes FIFO)
-        self._queue_empty = asyncio.Event()  # set by the engine loop whenever nothing waits for admission
+        self._queue_short = asyncio.Event()  # set by the engine loop when < kv_pool_lookahead wait for admission
 
     # --- clock and engine loop -------------------------------------------------------------
     def sim_now(self) -> float:
@@ -124,8 +124,8 @@ class EngineServer:
             lateness.observe(late if late > 0 else 0.0)
             if self.pins:
                 self._unpin_admitted()
-            if not engine.waiting:
-                self._queue_empty.set()
+            if len(engine.waiting) < self.settings.kv_pool_lookahead:
+                self._queue_short.set()
             if self.pool is not None:
                 for req in step.emitted:
                     if req.num_generated == 1:  # prefill done: its prompt blocks exist now
@@ -164,14 +164,17 @@ class EngineServer:
         then queue it; returns the simulated time it joins the engine.
 
         Resolved in the edge, outside the pure scheduler. Lookups happen one request at a time, in
-        arrival order, once the engine's own queue is empty: asked at arrival, a request queued behind
-        others would miss the blocks its predecessors are still computing. The waits count in TTFT
-        (req.arrival stays the HTTP arrival).
+        arrival order (so transfers queue on the one modelled link), once fewer than
+        --kv-pool-lookahead requests wait for admission: asked at arrival, a request queued behind
+        others would miss the blocks that other engines are still computing; asked only when none
+        waits, the engine would admit nothing while a lookup and its transfer are under way. The
+        waits count in TTFT (req.arrival stays the HTTP arrival).
         """
+        lookahead = self.settings.kv_pool_lookahead
         async with self._pool_turn:
-            while self.engine.waiting:
-                self._queue_empty.clear()
-                await self._queue_empty.wait()
+            while len(self.engine.waiting) >= lookahead:
+                self._queue_short.clear()
+                await self._queue_short.wait()
             pinned = await self.pool.fetch(self.kv, req.block_hashes, req.prompt_len, self.speed,  # type: ignore[union-attr]
                                            self.kv.num_blocks // 2 - self.pinned_blocks)
             if pinned:
