@@ -41,6 +41,9 @@ def _ext_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", default=None, metavar="FILE", help="private key for --tls-cert (PEM)")
     parser.add_argument("--default-policy", default="binpack", choices=POLICIES,
                         help="node scoring when neither the pod's scheduling.brix.dev/policy nor GPU-mix targets decide")
+    parser.add_argument("--filter-keep", type=int, default=0, metavar="N",
+                        help="answer /filter with only the N best-scoring fitting nodes (0: all of them); kube-scheduler "
+                             "then scores only those, and with 1 skips scoring and /prioritize (deploy/ uses 1)")
     parser.add_argument("--resources", default=None,
                         help="comma-separated extended resources to manage (default: nvidia.com/gpu, amd.com/gpu, "
                              "huawei.com/Ascend910, ...)")
@@ -80,6 +83,8 @@ def _run_ext(args: argparse.Namespace) -> int:
         raise UsageError("--tls-cert and --tls-key go together; give both or neither")
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port}: must be 1..65535")
+    if args.filter_keep < 0:
+        raise UsageError(f"--filter-keep {args.filter_keep}: must be >= 0 (0 keeps every fitting node)")
     resources = tuple(r.strip() for r in args.resources.split(",") if r.strip()) if args.resources else DEFAULT_RESOURCES
     profiles = _existing("--profiles", args.profiles)
     if profiles is not None and not profiles.is_dir():
@@ -97,7 +102,7 @@ def _run_ext(args: argparse.Namespace) -> int:
         nodes_file=_existing("--nodes", args.nodes), profiles_dir=profiles,
         workloads_file=_existing("--workloads", args.workloads),
         tls_cert=_existing("--tls-cert", args.tls_cert), tls_key=_existing("--tls-key", args.tls_key),
-        default_policy=args.default_policy, resources=resources,
+        default_policy=args.default_policy, filter_keep=args.filter_keep, resources=resources,
         gateway_urls=tuple(args.gateway_url), gateway_namespace=args.gateway_namespace,
         mix_interval_s=args.mix_interval, mix_down_delay_s=args.mix_down_delay,
         mix_down_margin=args.mix_down_margin, mix_headroom=args.mix_headroom,

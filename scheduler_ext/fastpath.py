@@ -43,13 +43,18 @@ def _fragments(keys: npt.NDArray[Any], rows: npt.NDArray[Any], quoted: npt.NDArr
 
 
 def filter_json(index: NodeIndex, names: list[str], slots: np.ndarray, resource: str, need: int,
-                allowed: frozenset[str] | None) -> bytes:
+                allowed: frozenset[str] | None, keep: int = 0, values: np.ndarray | None = None) -> bytes:
+    """keep > 0 with `values` (scores(), per node): only the `keep` best fitting nodes pass
+    (filter.best_of's rule)."""
     known, s, has, alloc, free = _columns(index, slots, resource)
     type_ok = index.type_mask(allowed)[index.types_of[s]]
     never = known & (~has | (alloc < need) | ~type_ok)
     ok = known & ~never & (free >= need)
     short = known & ~never & ~ok
-    passing = index.quoted[s[ok]].tolist()
+    fitting = np.flatnonzero(ok)
+    if keep > 0 and values is not None and len(fitting) > keep:
+        fitting = fitting[np.argsort(-values[fitting], kind="stable")[:keep]]
+    passing = index.quoted[s[fitting]].tolist()
 
     def short_reason(row: tuple[int, ...]) -> str:
         return f"needs {need} {resource}, {row[0]} free"

@@ -8,7 +8,7 @@ A pod that asks for no managed resource passes through unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from scheduler_ext.cache import NodeState
 from scheduler_ext.gpu import matches
@@ -80,3 +80,12 @@ def filter_nodes(pod: PodRequest, names: list[str], nodes: Mapping[str, NodeStat
         else:
             passing.append(name)
     return result
+
+
+def best_of(names: list[str], scores: Sequence[int], keep: int) -> list[str]:
+    """The `keep` highest-scoring names, best first, ties in their given order (kube-scheduler's);
+    every name when keep is 0 or covers them all."""
+    if keep <= 0 or len(names) <= keep:
+        return names
+    order = sorted(range(len(names)), key=lambda i: -scores[i])
+    return [names[i] for i in order[:keep]]

@@ -24,7 +24,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from brix.logs import kv
 from scheduler_ext import fastpath, nodes_file
 from scheduler_ext.cache import NodeCache, NodeState
-from scheduler_ext.filter import filter_nodes
+from scheduler_ext.filter import best_of, filter_nodes
 from scheduler_ext.gpu import node_gpus
 from scheduler_ext.model import (
     ANNOTATION_GPU_TYPES,
@@ -139,7 +139,7 @@ class Extender:
         if fast is not None:
             pod_raw, names, slots = fast
             try:
-                pod, allowed, _slo, _policy = self._pod_and_rules(pod_raw)
+                pod, allowed, slo, policy = self._pod_and_rules(pod_raw)
             except WireError:
                 raise
             except ValueError as exc:
@@ -147,11 +147,15 @@ class Extender:
             if len(pod.requests) == 1:
                 self.cache.remember_pending(pod)
                 ((res, need),) = pod.requests.items()
-                return fastpath.filter_json(self.cache.index, names, slots, res, need, allowed)
+                keep, values = self.settings.filter_keep, None
+                if keep:
+                    policy, cost = self._policy(pod, slo, policy)
+                    values = fastpath.scores(self.cache.index, slots, res, need, policy, cost)
+                return fastpath.filter_json(self.cache.index, names, slots, res, need, allowed, keep, values)
         args = parse_extender_args(loads(body))
         names, states = self._nodes_for(args)
         try:
-            pod, allowed, _slo, _policy = self._pod_and_rules(args.pod_raw)
+            pod, allowed, slo, policy = self._pod_and_rules(args.pod_raw)
         except WireError:
             raise
         except ValueError as exc:  # a bad annotation: the pod can go nowhere until it is fixed
@@ -160,6 +164,10 @@ class Extender:
         if pod.requests:
             self.cache.remember_pending(pod)
         result = filter_nodes(pod, names, states, allowed)
+        if self.settings.filter_keep and pod.requests:
+            policy, cost = self._policy(pod, slo, policy)
+            scores = score_nodes(pod, result.node_names, states, policy, cost)
+            result.node_names[:] = best_of(result.node_names, scores, self.settings.filter_keep)
         if args.nodes is not None:
             keep = set(result.node_names)
             return filter_result_json(result, [n for n in args.nodes if n["metadata"]["name"] in keep])

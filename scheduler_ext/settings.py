@@ -28,6 +28,12 @@ class Settings:
     tls_key: Path | None = None
     default_policy: str = "binpack"
     """Scoring policy when neither the pod annotation nor GPU-mix targets decide: binpack | spread."""
+    filter_keep: int = 0
+    """Answer /filter with only this many of the fitting nodes, the best-scoring ones by the pod's
+    policy (ties in kube-scheduler's order); 0 keeps every fitting node. kube-scheduler then scores
+    only those, and with 1 it skips scoring and /prioritize altogether (one feasible node is taken
+    as is), as HAMi's extender does. Nodes left out are not reported as failed: when some node
+    fits, the pod is placed; when none does, every reason is reported as before."""
     resources: tuple[str, ...] = DEFAULT_RESOURCES
     """Extended resources the extender manages (GPUs, NPUs)."""
     gateway_urls: tuple[str, ...] = ()

@@ -120,11 +120,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, list[dict]]:
             time.sleep(0.5)  # new nodes carry the not-ready taint until the node lifecycle controller lifts it
         extender = procs.start("scheduler-ext", procs.brix_argv(
             "scheduler-ext", "--kubernetes", f"--kubeconfig={plane.kubeconfig}", "--host=127.0.0.1",
-            f"--port={extender_port}"), workdir / "extender.log", ready_url=f"http://127.0.0.1:{extender_port}/readyz")
+            f"--port={extender_port}", f"--filter-keep={args.filter_keep}"), workdir / "extender.log", ready_url=f"http://127.0.0.1:{extender_port}/readyz")
         started.append(extender)
         extender.wait_ready(120)
         for round_ in range(args.rounds):
-            order = MODES[::-1] if round_ % 2 else MODES
+            modes = tuple(args.modes.split(","))
+            order = modes[::-1] if round_ % 2 else modes
             for mode in order:
                 plane.stop_scheduler()
                 asyncio.run(delete_all(plane.kubeconfig))
@@ -212,7 +213,11 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=2000)
     parser.add_argument("--scheduler-qps", type=float, default=500.0)
     parser.add_argument("--timeout", type=float, default=900.0)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating pairs of runs on one cluster")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs on one cluster")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"which runs, in order (of {', '.join(MODES)})")
+    parser.add_argument("--filter-keep", type=int, default=1,
+                        help="the extender's --filter-keep (deploy/ runs it with 1; 0: every fitting node)")
+    parser.add_argument("--keep", type=Path, help="keep the cluster's logs in this folder (default: a temporary one)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the clusters by PID on SIGTERM too
     try:
@@ -221,20 +226,21 @@ def main() -> int:
         print(f"bench_kube_scheduling: {exc}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="brix-bench-kube-") as tmp:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.keep)
         print(f"== {args.nodes} nodes, {args.pods} one-GPU pods, {args.rounds} rounds", flush=True)
         results = run(args, Path(tmp))
-    alone = [r["pods_per_s"] for r in results["alone"]]
-    ext = [r["pods_per_s"] for r in results["extender"]]
-    unbatched = [r["pods_per_s"] for r in results["unbatched"]]
-    ratios = [e / a for e, a in zip(ext, alone, strict=True)]
-    print(f"\npods/s per round: kube-scheduler alone {', '.join(f'{x:.1f}' for x in alone)}; with the Brix"
-          f" extender {', '.join(f'{x:.1f}' for x in ext)}; alone without OpportunisticBatching"
-          f" {', '.join(f'{x:.1f}' for x in unbatched)}")
-    print(f"ratio per round {', '.join(f'{r:.2f}x' for r in ratios)}; median {statistics.median(ratios):.2f}x"
-          f" (goal >= 0.5x)")
-    same = [e / u for e, u in zip(ext, unbatched, strict=True)]
-    print(f"with the extender / alone without batching (what kube-scheduler turns off for extenders): "
-          f"{', '.join(f'{r:.2f}x' for r in same)}; median {statistics.median(same):.2f}x")
+    rates = {mode: [r["pods_per_s"] for r in results[mode]] for mode in MODES if results.get(mode)}
+    names = {"alone": "kube-scheduler alone", "extender": "with the Brix extender",
+             "unbatched": "alone without OpportunisticBatching"}
+    print("\npods/s per round: " + "; ".join(f"{names[m]} {', '.join(f'{x:.1f}' for x in v)}" for m, v in rates.items()))
+    for base, label in (("alone", "(goal >= 0.5x)"),
+                        ("unbatched", "(the batching kube-scheduler turns off for profiles with extenders)")):
+        if "extender" in rates and base in rates:
+            ratios = [e / a for e, a in zip(rates["extender"], rates[base], strict=True)]
+            print(f"with the extender / {names[base]}: {', '.join(f'{r:.2f}x' for r in ratios)}; "
+                  f"median {statistics.median(ratios):.2f}x {label}")
     for verb in ("filter", "prioritize", "bind"):
         p50s = [r["extender_ms"][verb]["p50"] for r in results["extender"] if verb in r.get("extender_ms", {})]
         p99s = [r["extender_ms"][verb]["p99"] for r in results["extender"] if verb in r.get("extender_ms", {})]

@@ -147,3 +147,35 @@ def test_metrics_count_calls_by_verb(start_ext):
     assert 'brix_scheduler_ext_requests_total{outcome="bad_request",verb="filter"} 1.0' in text
     assert 'brix_scheduler_ext_request_seconds_count{verb="filter"}' in text
     assert "brix_scheduler_ext_nodes 4.0" in text
+
+
+def test_filter_keep_answers_only_the_best_fitting_nodes(start_ext):
+    """--filter-keep N: /filter passes only the N best fitting nodes by the pod's policy (binpack:
+    the fullest; spread: the emptiest), still names every node that cannot fit and why, and gives
+    the same answer on the fast (NodeNames) and general (full Nodes) paths."""
+    nodes = [node("a100-0", 8), node("a100-1", 8), node("a100-2", 8), node("a40-0", 3, product="NVIDIA-A40", capacity=4)]
+    names = [n["metadata"]["name"] for n in nodes]
+    busy = [pod("half", 4, node_name="a100-1"), pod("most", 7, node_name="a100-2")]
+    ext = start_ext(nodes, "--filter-keep", "1", pods=busy)
+    doc = ext.post("filter", args_names(pod("p", 2), names))
+    assert doc["NodeNames"] == ["a100-1"]                      # binpack: the fullest node that fits 2
+    assert doc["FailedNodes"] == {"a100-2": "needs 2 nvidia.com/gpu, 1 free"}
+    assert set(doc["FailedAndUnresolvableNodes"]) == set()
+    full = ext.post("filter", args_nodes(pod("p", 2), nodes))
+    assert [n["metadata"]["name"] for n in full["Nodes"]["items"]] == ["a100-1"]
+    spread = pod("s", 1, annotations={"scheduling.brix.dev/policy": "spread"})
+    assert ext.post("filter", args_names(spread, names))["NodeNames"] == ["a100-0"]
+    big = pod("big", 8)
+    doc = ext.post("filter", args_names(big, names))
+    assert doc["NodeNames"] == ["a100-0"] and set(doc["FailedNodes"]) == {"a100-1", "a100-2"}
+    none = ext.post("filter", args_names(pod("none", 5), ["a100-1", "a100-2", "a40-0"]))
+    assert none["NodeNames"] == [] and set(none["FailedNodes"]) == {"a100-1", "a100-2"}
+    assert "a40-0" in none["FailedAndUnresolvableNodes"]
+
+
+def test_filter_keep_2_passes_the_two_best_best_first(start_ext):
+    nodes = [node("a100-0", 8), node("a100-1", 8), node("a100-2", 8)]
+    ext = start_ext(nodes, "--filter-keep", "2",
+                    pods=[pod("half", 4, node_name="a100-1"), pod("most", 7, node_name="a100-2")])
+    doc = ext.post("filter", args_names(pod("p", 1), ["a100-0", "a100-1", "a100-2"]))
+    assert doc["NodeNames"] == ["a100-2", "a100-1"]

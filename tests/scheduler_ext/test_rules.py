@@ -78,3 +78,13 @@ def test_gpu_type_names():
     assert matches("simulator-llama2-7b-a100", names)  # AIBrix profile names
     assert not matches("A10", names) and not matches("H100", names)
     assert matches("Ascend910", type_names("", "Ascend910"))
+
+
+def test_best_of_keeps_the_highest_scores_in_order_with_ties_in_input_order():
+    from scheduler_ext.filter import best_of
+
+    names = ["a", "b", "c", "d"]
+    assert best_of(names, [3, 9, 9, 1], 2) == ["b", "c"]
+    assert best_of(names, [3, 9, 9, 1], 1) == ["b"]
+    assert best_of(names, [3, 9, 9, 1], 0) == names
+    assert best_of(names, [3, 9, 9, 1], 4) == names
