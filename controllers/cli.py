@@ -152,7 +152,8 @@ def _sim_run(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Command] = [
-    Command("controllers", "the Brix operator: PodAutoscaler (HPA / KPA / APA, scale from zero)",
+    Command("controllers", "the Brix operator: PodAutoscaler (HPA / KPA / APA, scale from zero), ModelAdapter, "
+            "KVCache, RayClusterFleet",
             _controllers_arguments, _controllers_run,
             description="One kopf operator with leader election through a Lease, /healthz, /readyz and /metrics. "
                         "See controllers/README.md."),

@@ -14,6 +14,7 @@ import kopf
 from controllers.autoscaler.handlers import AutoscalerController
 from controllers.kvcache.handlers import KVCacheController
 from controllers.modeladapter.handlers import ModelAdapterController
+from controllers.rayfleet.handlers import RayFleetController
 from controllers.runtime import Runtime
 
 Loop = Callable[[asyncio.Event], Awaitable[None]]
@@ -29,4 +30,7 @@ def register_all(registry: kopf.OperatorRegistry, rt: Runtime) -> list[Loop]:
     kvcaches = KVCacheController(rt.settings.kvcache, rt.api_client, rt.stats, rt.clock)
     kvcaches.register(registry)
     rt.controllers["kvcache"] = kvcaches
-    return [autoscaler.run, adapters.run, kvcaches.run]
+    fleets = RayFleetController(rt.settings.rayfleet, rt.api_client, rt.stats, rt.clock)
+    fleets.register(registry)
+    rt.controllers["rayfleet"] = fleets
+    return [autoscaler.run, adapters.run, kvcaches.run, fleets.run]

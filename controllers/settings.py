@@ -64,6 +64,19 @@ class KVCacheSettings:
 
 
 @dataclass(frozen=True)
+class RayFleetSettings:
+    workers: int = 4
+    """Fleets synced at once, and as many replica sets (one sync per object at a time, as the
+    Deployment and ReplicaSet controllers' worker pools)."""
+    delete_parallelism: int = 10
+    """RayClusters one replica set deletes at once (AIBrix's limit)."""
+    retry_base_s: float = 0.5
+    """First retry of a sync that failed (a 409 from a cache that was behind, an API error); doubles
+    up to retry_cap_s."""
+    retry_cap_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class OperatorSettings:
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty with all_namespaces = cluster-wide."""
@@ -76,4 +89,5 @@ class OperatorSettings:
     leader: LeaderSettings = field(default_factory=LeaderSettings)
     autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
     modeladapter: ModelAdapterSettings = field(default_factory=ModelAdapterSettings)
+    rayfleet: RayFleetSettings = field(default_factory=RayFleetSettings)
     kvcache: KVCacheSettings = field(default_factory=KVCacheSettings)

@@ -30,3 +30,8 @@ class ControllerStats:
                                    labels, registry=r)
         self.kvcache_ready = Gauge("brix_kvcache_ready_replicas", "Cache servers of the KVCache that are Ready",
                                    labels, registry=r)
+        self.rayfleet_syncs = Counter("brix_rayfleet_syncs", "Syncs of fleets and replica sets by result (ok, "
+                                      "retry after a conflict, error)", ["kind", "result"], registry=r)
+        self.rayfleet_clusters = Gauge("brix_rayfleet_clusters", "A RayClusterFleet's clusters as its status "
+                                       "last said (replicas, updatedReplicas, readyReplicas, availableReplicas)",
+                                       [*labels, "state"], registry=r)

@@ -37,6 +37,8 @@ class ClusterSettings:
     """False: the node agent starts no container processes (scheduling benchmarks)."""
     scheduler_qps: float = 50.0
     renew_interval: float = 10.0
+    agent_args: tuple[str, ...] = ()
+    """More `brix node-agent` flags (benchmarks: --ready-delay, --ready-seed)."""
     timeout: float = 180.0
 
 
@@ -117,6 +119,7 @@ def start(settings: ClusterSettings) -> LocalCluster:
             argv.append("--device-plugins")
         if not settings.run_processes:
             argv.append("--no-processes")
+        argv.extend(settings.agent_args)
         cluster.agent = procs.start("node-agent", procs.brix_argv(*argv), plane.logs / "node-agent.log",
                                     ready_url=f"http://127.0.0.1:{health}/readyz")
         cluster.agent.wait_ready(settings.timeout)

@@ -22,6 +22,7 @@ import contextlib
 import datetime
 import logging
 import os
+import random
 import re
 import signal
 import sys
@@ -98,6 +99,11 @@ class AgentSettings:
     watch_pods: bool = True
     """False: nodes and Leases only, pods bound to the nodes are left alone, as in kube-scheduler's
     own scheduler_perf benchmarks (nodes without kubelets); nothing runs, no pod status is written."""
+    ready_delay: tuple[float, float] | None = None
+    """Containers without a process turn Ready only after a delay drawn uniformly from (low, high)
+    seconds, the k-th such pod getting the k-th draw of Random(ready_seed): slow-starting engines
+    for benchmarks (hack/bench/bench_fleet_rollout.py). None: Ready at once."""
+    ready_seed: int = 0
 
 
 def node_labels(spec: NodeSpec) -> dict[str, str]:
@@ -230,6 +236,7 @@ class NodeAgent:
         self.ready = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._probe_session: aiohttp.ClientSession | None = None
+        self._ready_rng = random.Random(settings.ready_seed)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def mock_gpu_config(self, node: str) -> Path:
@@ -409,13 +416,21 @@ class NodeAgent:
             await self._push_status(rt, reason="CreateContainerError", message=str(exc))
             self._release(rt)
             return
+        delay = self._ready_delay() if any(c.argv is None for c in rt.containers) else 0.0
         for container in rt.containers:
             self._start_container(rt, container)
-            if container.argv is None:
+            if container.argv is None and not delay:
                 container.ready = True  # running without a process: nothing to probe (documented)
         rt.phase = "Running"
         await self._push_status(rt)
         await self._event(rt, "Normal", "Started", f"started {len(rt.containers)} container(s) on {rt.ip}")
+        if delay:
+            await asyncio.sleep(delay)
+            if rt.stopping:
+                return
+            for container in rt.containers:
+                container.ready = container.ready or container.argv is None
+            await self._push_status(rt)
         if all(c.argv is None for c in rt.containers):
             return  # nothing runs, so nothing to watch (thousands of such pods in benchmarks)
         while not rt.stopping:
@@ -426,6 +441,11 @@ class NodeAgent:
                 self._release(rt)
                 return
             await asyncio.sleep(0.2)
+
+    def _ready_delay(self) -> float:
+        if self.settings.ready_delay is None:
+            return 0.0
+        return self._ready_rng.uniform(*self.settings.ready_delay)
 
     async def _admit(self, rt: PodRuntime) -> None:
         meta, spec = rt.pod["metadata"], rt.pod["spec"]

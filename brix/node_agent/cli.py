@@ -31,6 +31,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pods", action="store_true",
                         help="nodes and Leases only: leave pods bound to the nodes alone (no status, nothing"
                              " runs), as kube-scheduler's scheduler_perf does with nodes that have no kubelet")
+    parser.add_argument("--ready-delay", default="", metavar="LOW:HIGH",
+                        help="containers without a process turn Ready after a delay drawn uniformly from LOW-HIGH"
+                             " seconds (the k-th pod gets the k-th draw of --ready-seed): slow-starting engines"
+                             " for benchmarks; empty = Ready at once")
+    parser.add_argument("--ready-seed", type=int, default=0, help="seed of the --ready-delay draws")
     parser.add_argument("--health-port", type=int, default=0,
                         help="serve /healthz and /readyz (ready once nodes are registered and pods listed)"
                              " on 127.0.0.1:<port>; 0 = off")

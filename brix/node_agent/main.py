@@ -34,9 +34,19 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
     for i in range(args.first_index, args.first_index + args.nodes):
         name = f"{args.name_prefix}{i}"
         nodes.append(NodeSpec(name, types[i % len(types)], args.gpus_per_node, root / name, args.device_plugins))
+    ready_delay = None
+    if args.ready_delay:
+        try:
+            low, high = (float(x) for x in args.ready_delay.split(":"))
+        except ValueError:
+            raise UsageError(f"--ready-delay must be LOW:HIGH in seconds, e.g. 2:10, got {args.ready_delay!r}") from None
+        if not 0 <= low <= high:
+            raise UsageError(f"--ready-delay needs 0 <= LOW <= HIGH, got {args.ready_delay!r}")
+        ready_delay = (low, high)
     return AgentSettings(kubeconfig=kubeconfig, nodes=tuple(nodes), workdir=Path(args.workdir).resolve(),
                          pod_cidr=args.pod_cidr, renew_interval=args.renew_interval,
-                         run_processes=not args.no_processes, watch_pods=not args.no_pods)
+                         run_processes=not args.no_processes, watch_pods=not args.no_pods,
+                         ready_delay=ready_delay, ready_seed=args.ready_seed)
 
 
 async def serve(settings: AgentSettings, health_port: int) -> None:

@@ -79,6 +79,39 @@ def kvcache_created_then_changed(api: K8sApi, token: str) -> None:
              "the operator never patched the KVCache's objects after a spec change", timeout=30)
 
 
+def fleet_scaled_and_rolled_out(api: K8sApi, token: str) -> None:
+    """A RayClusterFleet (KubeRay played by tests/controllers/fake_kuberay.py): a PodAutoscaler with
+    minReplicas 2 scales it through /scale (get, patch), its replica set is created and scaled, its
+    RayClusters created; a new template rolls it out (clusters deleted) and, with
+    revisionHistoryLimit 0, the old replica set is deleted; a rollback patches the fleet."""
+    import kubernetes.client
+
+    from tests.controllers.fake_kuberay import FakeKubeRay
+    from tests.controllers.fleets import FleetReader, fleet_body
+
+    fleets = FleetReader(api.api_client, "default")
+    with FakeKubeRay(kubernetes.client.ApiClient(api.configuration), "default", delay=0.1):
+        fleets.create(fleet_body(replicas=1, revisionHistoryLimit=0))
+        api.custom().create_namespaced_custom_object("autoscaling.brix.dev", "v1alpha1", "default", "podautoscalers", {
+            "apiVersion": "autoscaling.brix.dev/v1alpha1", "kind": "PodAutoscaler", "metadata": {"name": "fleet"},
+            "spec": {"scaleTargetRef": {"apiVersion": "orchestration.brix.dev/v1alpha1", "kind": "RayClusterFleet",
+                                        "name": "llm"}, "minReplicas": 2, "maxReplicas": 4,
+                     "metricsSources": [{"type": "pod", "metric": "vllm:num_requests_waiting", "targetValue": 4}]}})
+        wait_for(lambda: fleets.rolled_out(2, "v1"), "the fleet never reached 2 ready clusters", timeout=30)
+        template = fleets.fleet()["spec"]["template"]
+        template["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] = "rayproject/ray:v2"
+        fleets.patch({"spec": {"template": template}})
+        wait_for(lambda: fleets.rolled_out(2, "v2") and len(fleets.replicasets()) == 1,
+                 "the fleet never rolled out to v2 and dropped its old replica set", timeout=30)
+        fleets.patch({"metadata": {"annotations": {"orchestration.brix.dev/rollback-to": "9"}}})
+        wait_for(lambda: "orchestration.brix.dev/rollback-to" not in fleets.fleet()["metadata"]["annotations"],
+                 "the operator never answered the rollback request", timeout=30)
+    wanted = {("orchestration.brix.dev", "rayclusterreplicasets", "delete"), ("ray.io", "rayclusters", "delete"),
+              ("orchestration.brix.dev", "rayclusterfleets/scale", "patch")}
+    wait_for(lambda: wanted <= {c[:3] for c in operator_calls(api, token)},
+             "the operator never deleted a RayCluster and an old replica set", timeout=30)
+
+
 def test_the_controllers_role_is_what_the_operator_calls(brix_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with K8sApi(request_log=100_000) as api:
         lora_engine(api, brix_process)
@@ -115,6 +148,7 @@ def test_the_controllers_role_is_what_the_operator_calls(brix_process, tmp_path:
         wait_for(lambda: ("discovery.k8s.io", "endpointslices", "patch") in {c[:3] for c in operator_calls(api, token)},
                  "the operator never updated the adapter's EndpointSlice", timeout=30)
         kvcache_created_then_changed(api, token)
+        fleet_scaled_and_rolled_out(api, token)
         wanted = {("autoscaling.brix.dev", "podautoscalers", "watch"), ("coordination.k8s.io", "leases", "update")}
         wait_for(lambda: wanted <= {c[:3] for c in operator_calls(api, token)},
                  "the operator never watched PodAutoscalers or renewed its Lease", timeout=30)

@@ -17,8 +17,9 @@ blocking `kubernetes` client never stalls it)::
 `k8s_api.url` ("http://127.0.0.1:PORT"), `.api_client` (a configured kubernetes.client.ApiClient),
 `.configuration`, `.kmock` (the kmock handler: its DSL still intercepts requests, e.g.
 `k8s_api.kmock['post /api/v1/namespaces/default/pods'] << 503` to inject failures; an intercepted
-request changes no state). Every CRD in `deploy/crds/*.yaml` is registered at start (other kinds of
-documents there, e.g. a kustomization, are skipped; a broken CRD fails the fixture naming its file).
+request changes no state). Every CRD under `deploy/crds/` is registered at start, its subfolders
+included (deploy/crds/kuberay's RayCluster stand-in; other kinds of documents there, e.g. a
+kustomization, are skipped; a broken CRD fails the fixture naming its file).
 A test that needs its own server builds one: `with K8sApi(crd_dir=None, history=2) as api: ...`.
 
 What it serves: core/v1 (namespaces, nodes, pods + pods/binding, services, endpoints, configmaps,
@@ -128,7 +129,7 @@ class K8sApi:
         self.configuration.host = self.url
         self.api_client = kubernetes.client.ApiClient(self.configuration)
         if self._crd_dir is not None and self._crd_dir.is_dir():
-            files = sorted([*self._crd_dir.glob("*.yaml"), *self._crd_dir.glob("*.yml")])
+            files = sorted([*self._crd_dir.rglob("*.yaml"), *self._crd_dir.rglob("*.yml")])
             try:
                 self._apply_crds(load_crd_documents(*files, only_crds=True))
             except Exception:

@@ -195,3 +195,22 @@ def test_build_prints_the_cache_folder_and_skips_what_is_built(tmp_path: Path) -
     result = subprocess.run([str(ROOT / "hack/kube/build.sh")], capture_output=True, text=True, timeout=30,
                             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BRIX_KUBE_CACHE": str(tmp_path)})
     assert result.returncode == 0 and result.stdout.strip() == str(folder)
+
+
+def test_ready_delay_flags_become_settings_and_bad_ones_say_why(tmp_path: Path) -> None:
+    import argparse
+
+    from brix.commands import UsageError
+    from brix.node_agent import cli, main
+
+    kubeconfig = tmp_path / "kc"
+    kubeconfig.write_text("{}")
+    parser = argparse.ArgumentParser()
+    cli._add_arguments(parser)
+    got = main.settings_from_args(parser.parse_args([f"--kubeconfig={kubeconfig}", "--ready-delay=2:10",
+                                                     "--ready-seed=7"]))
+    assert (got.ready_delay, got.ready_seed) == ((2.0, 10.0), 7)
+    assert main.settings_from_args(parser.parse_args([f"--kubeconfig={kubeconfig}"])).ready_delay is None
+    for bad in ("10", "10:2", "a:b"):
+        with pytest.raises(UsageError, match="--ready-delay"):
+            main.settings_from_args(parser.parse_args([f"--kubeconfig={kubeconfig}", f"--ready-delay={bad}"]))
