@@ -225,11 +225,15 @@ class Extender:
 
             if self.binder is None:
                 self.binder = Binder(self.api_client.configuration)
+            started = time.perf_counter()
             try:
                 await self.binder.bind(args.pod_namespace, args.pod_name, args.pod_uid, args.node)
             except BindError as exc:  # the API's answer goes back to kube-scheduler
                 return _error(f"binding {args.pod_namespace}/{args.pod_name} to {args.node} failed: {exc}")
             self.cache.bind_pending(args.pod_uid, args.node)  # assumed until the informer confirms
+            kv(log, "bound", pod=f"{args.pod_namespace}/{args.pod_name}", node=args.node,
+               api_ms=round(1000 * (time.perf_counter() - started), 1))
+            return b'{"Error":""}'
         else:
             if state is None:
                 return _error(f"node {args.node} is not in the extender's cache")
