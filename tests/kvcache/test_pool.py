@@ -157,6 +157,17 @@ def test_a_malformed_frame_gets_an_error_that_says_what_is_wrong(brix_process) -
     assert status == p.BAD_REQUEST and b"unknown op 9" in body
     status, _, body = raw_call(port, struct.pack("<IBBHI", 0, 2, p.PING, 0, 5))
     assert status == p.BAD_REQUEST and b"version 2 is not supported" in body
+    # PUT values are read item by item: an item longer than what is left of the body, or bytes
+    # after the last item, are refused before anything is stored
+    value = b"v" * 5000
+    item = struct.pack("<QII", 1, zlib.crc32(value), len(value) + 10) + value
+    status, _, body = raw_call(port, p.header(len(ns) + len(item), p.PUT, 1, 6) + ns + item)
+    assert status == p.BAD_REQUEST and b"body ends first" in body
+    item = struct.pack("<QII", 2, zlib.crc32(value), len(value)) + value + b"extra"
+    status, _, body = raw_call(port, p.header(len(ns) + len(item), p.PUT, 1, 7) + ns + item)
+    assert status == p.BAD_REQUEST and b"5 bytes after its 1 items" in body
+    status, count, body = raw_call(port, p.keys_request(p.GET, ns, [1, 2], 8))
+    assert (status, p.parse_get_reply(body, count)) == (p.OK, [None, None])
 
 
 async def test_the_client_drops_a_value_corrupted_on_the_way_back() -> None:
