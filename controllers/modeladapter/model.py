@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.selectors import Selector
+from controllers.selectors import parse_selector as parse_label_selector
+
 GROUP, VERSION, PLURAL, KIND = "model.brix.dev", "v1alpha1", "modeladapters", "ModelAdapter"
 FINALIZER = "adapter.model.brix.dev/finalizer"
 NAME_LABEL = "adapter.model.brix.dev/name"
@@ -19,27 +22,6 @@ UNLIMITED_MIB = 1 << 40
 
 class SpecError(ValueError):
     """A ModelAdapter spec that cannot be acted on; the message names the field."""
-
-
-@dataclass(frozen=True)
-class Selector:
-    match_labels: tuple[tuple[str, str], ...] = ()
-    match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()   # (key, operator, values)
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        if any(labels.get(k) != v for k, v in self.match_labels):
-            return False
-        for key, op, values in self.match_expressions:
-            present = key in labels
-            if op == "In" and not (present and labels[key] in values):
-                return False
-            if op == "NotIn" and present and labels[key] in values:
-                return False
-            if op == "Exists" and not present:
-                return False
-            if op == "DoesNotExist" and present:
-                return False
-        return True
 
 
 @dataclass(frozen=True)
@@ -68,22 +50,11 @@ class AdapterSpec:
 
 
 def parse_selector(raw: Any, where: str) -> Selector:
-    if not isinstance(raw, dict) or not (raw.get("matchLabels") or raw.get("matchExpressions")):
-        raise SpecError(f"{where} must have matchLabels or matchExpressions (an empty selector would take every pod)")
-    labels = raw.get("matchLabels") or {}
-    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-        raise SpecError(f"{where}.matchLabels must map label names to strings")
-    exprs = []
-    for i, e in enumerate(raw.get("matchExpressions") or []):
-        op = e.get("operator") if isinstance(e, dict) else None
-        if op not in ("In", "NotIn", "Exists", "DoesNotExist") or not e.get("key"):
-            raise SpecError(f"{where}.matchExpressions[{i}] needs a key and an operator In, NotIn, Exists or "
-                            f"DoesNotExist, got {e!r}")
-        values = tuple(str(v) for v in e.get("values") or [])
-        if op in ("In", "NotIn") and not values:
-            raise SpecError(f"{where}.matchExpressions[{i}]: operator {op} needs values")
-        exprs.append((str(e["key"]), op, values))
-    return Selector(tuple(sorted((str(k), v) for k, v in labels.items())), tuple(exprs))
+    errors: list[str] = []
+    selector = parse_label_selector(raw, where, errors, "pod")
+    if errors:
+        raise SpecError(errors[0])
+    return selector
 
 
 def parse_spec(raw: Any) -> AdapterSpec:

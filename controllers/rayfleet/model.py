@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.selectors import Selector, parse_selector
+
 GROUP, VERSION = "orchestration.brix.dev", "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 FLEETS, FLEET_KIND = "rayclusterfleets", "RayClusterFleet"
@@ -66,45 +68,6 @@ class IntOrPercent:
 
 
 @dataclass(frozen=True)
-class Selector:
-    match_labels: tuple[tuple[str, str], ...] = ()
-    match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()   # (key, operator, values)
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        if any(labels.get(k) != v for k, v in self.match_labels):
-            return False
-        for key, op, values in self.match_expressions:
-            present = key in labels
-            if (op == "In" and not (present and labels[key] in values)) or (op == "NotIn" and present and labels[key]
-                                                                              in values) \
-                    or (op == "Exists" and not present) or (op == "DoesNotExist" and present):
-                return False
-        return True
-
-    def to_string(self) -> str:
-        """The label-selector string (metav1.FormatLabelSelector): what /scale reports and lists take."""
-        parts = [f"{k}={v}" for k, v in self.match_labels]
-        for key, op, values in self.match_expressions:
-            if op in ("In", "NotIn"):
-                parts.append(f"{key} {op.lower()} ({','.join(values)})")
-            else:
-                parts.append(key if op == "Exists" else f"!{key}")
-        return ",".join(parts)
-
-    def with_label(self, key: str, value: str) -> Selector:
-        return Selector(tuple(sorted({**dict(self.match_labels), key: value}.items())), self.match_expressions)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.match_labels:
-            out["matchLabels"] = dict(self.match_labels)
-        if self.match_expressions:
-            out["matchExpressions"] = [{"key": k, "operator": op, **({"values": list(v)} if v else {})}
-                                       for k, op, v in self.match_expressions]
-        return out
-
-
-@dataclass(frozen=True)
 class FleetSpec:
     replicas: int
     selector: Selector
@@ -152,29 +115,6 @@ def parse_int_or_percent(value: Any, where: str, errors: list[str]) -> IntOrPerc
     return IntOrPercent(0)
 
 
-def parse_selector(raw: Any, where: str, errors: list[str]) -> Selector:
-    if not isinstance(raw, dict) or not (raw.get("matchLabels") or raw.get("matchExpressions")):
-        errors.append(f"{where} must have matchLabels or matchExpressions (an empty selector would take "
-                      "every RayCluster of the namespace)")
-        return Selector()
-    labels = raw.get("matchLabels") or {}
-    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-        errors.append(f"{where}.matchLabels must map label names to strings")
-        labels = {}
-    exprs = []
-    for i, e in enumerate(raw.get("matchExpressions") or []):
-        op = e.get("operator") if isinstance(e, dict) else None
-        if op not in ("In", "NotIn", "Exists", "DoesNotExist") or not e.get("key"):
-            errors.append(f"{where}.matchExpressions[{i}] needs a key and an operator In, NotIn, Exists or "
-                          f"DoesNotExist, got {e!r}")
-            continue
-        values = tuple(str(v) for v in e.get("values") or [])
-        if op in ("In", "NotIn") and not values:
-            errors.append(f"{where}.matchExpressions[{i}]: operator {op} needs values")
-        exprs.append((str(e["key"]), op, values))
-    return Selector(tuple(sorted((str(k), str(v)) for k, v in labels.items())), tuple(exprs))
-
-
 def _template(raw: Any, selector: Selector, where: str, errors: list[str]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         errors.append(f"{where} is required: {{metadata: {{labels}}, spec: a RayClusterSpec}}")
@@ -210,7 +150,7 @@ def parse_fleet_spec(raw: Any, name: str = "") -> FleetSpec:
         errors.append(f"metadata.name {name!r} must be a DNS-1035 label (lower-case letters, digits and '-', "
                       "starting with a letter): RayCluster names start with it")
     replicas = _int(raw, "replicas", "spec", errors, 1)
-    selector = parse_selector(raw.get("selector"), "spec.selector", errors)
+    selector = parse_selector(raw.get("selector"), "spec.selector", errors, "RayCluster of the namespace")
     template = _template(raw.get("template"), selector, "spec.template", errors)
     strategy = raw.get("strategy") or {}
     kind = strategy.get("type", "RollingUpdate") if isinstance(strategy, dict) else None
@@ -257,7 +197,7 @@ def parse_replicaset_spec(raw: Any) -> ReplicaSetSpec:
         raise SpecError("spec is missing")
     errors: list[str] = []
     replicas = _int(raw, "replicas", "spec", errors, 1)
-    selector = parse_selector(raw.get("selector"), "spec.selector", errors)
+    selector = parse_selector(raw.get("selector"), "spec.selector", errors, "RayCluster of the namespace")
     template = _template(raw.get("template"), selector, "spec.template", errors)
     min_ready = _int(raw, "minReadySeconds", "spec", errors, 0)
     if errors:

@@ -1,0 +1,1 @@
+"""RayClusterFleet and RayClusterReplicaSet: Deployment-like fleets of multi-node Ray clusters."""
