@@ -1,6 +1,8 @@
 """Vectorised filter and prioritize for the common call: NodeNames and a pod asking for one
 managed resource. Same answers as filter.py / prioritize.py (tests compare them), computed over
-the NodeIndex arrays and written straight to JSON from precomputed fragments. Pure: no I/O."""
+the NodeIndex arrays and written straight to JSON from precomputed fragments; the reasons are
+filter.py's (one function each). `slice_args` reads kube-scheduler's compact request without
+parsing its NodeNames list again. Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -11,12 +13,45 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from scheduler_ext.filter import (
+    REASON_NOT_CACHED,
+    reason_no_resource,
+    reason_short,
+    reason_too_few_total,
+    reason_wrong_type,
+)
 from scheduler_ext.gpu import matches
 from scheduler_ext.index import NodeIndex
-from scheduler_ext.model import MAX_PRIORITY
+from scheduler_ext.model import MAX_PRIORITY, parse_pod
 from scheduler_ext.prioritize import CostView
 
-NOT_CACHED = "node is not in the extender's cache yet"
+
+def slice_args(body: bytes, index: NodeIndex) -> tuple[dict[str, Any], list[str], np.ndarray] | None:
+    """(pod, names, slots) for a NodeNames request in Go's compact encoding, with the NodeNames
+    list (always the last field) looked up by its raw bytes instead of parsed again; the Pod is
+    validated here (model.parse_pod, WireError). None when the body does not have that shape: the
+    caller then parses it the general way (model.parse_extender_args)."""
+    k = body.rfind(b',"NodeNames":[')
+    if k <= 0 or not body.endswith(b"]}"):
+        return None
+    key = body[k + 13:-1]
+    try:
+        head = json.loads(body[:k] + b"}")
+    except ValueError:
+        return None
+    if not isinstance(head, dict):
+        return None
+    found = index.slots_for(key, None)
+    if found is None:
+        try:
+            names = json.loads(key)
+        except ValueError:
+            return None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return None
+        found = index.slots_for(key, names)
+        assert found is not None
+    return parse_pod(head), found[0], found[1]
 
 
 def _columns(index: NodeIndex, slots: npt.NDArray[Any], resource: str
@@ -57,21 +92,19 @@ def filter_json(index: NodeIndex, names: list[str], slots: np.ndarray, resource:
     passing = index.quoted[s[fitting]].tolist()
 
     def short_reason(row: tuple[int, ...]) -> str:
-        return f"needs {need} {resource}, {row[0]} free"
+        return reason_short(need, resource, row[0])
 
     short_free = free[short]
     failed = _fragments(short_free, short_free.reshape(-1, 1), index.quoted[s[short]], short_reason)
-    failed += [json.dumps(names[i]) + ":" + json.dumps(NOT_CACHED) for i in np.flatnonzero(~known)]
+    failed += [json.dumps(names[i]) + ":" + json.dumps(REASON_NOT_CACHED) for i in np.flatnonzero(~known)]
 
     def never_reason(row: tuple[int, ...]) -> str:
-        h, total, unhealthy, tid, tok = row
+        h, total, unhealthy, tid, _type_ok = row
         if not h:
-            return f"node has no {resource}"
+            return reason_no_resource(resource)
         if total < need:
-            extra = f" ({unhealthy} unhealthy)" if unhealthy else ""
-            return f"needs {need} {resource}, node has {total} in total{extra}"
-        return (f"GPU type {index.types[tid] or 'unknown'} is not among the pod's allowed types "
-                f"({', '.join(sorted(allowed or ()))})")
+            return reason_too_few_total(need, resource, total, unhealthy)
+        return reason_wrong_type(index.types[tid], allowed)
 
     ns = s[never]
     rows = np.stack([has[never].astype(np.int64), alloc[never], index.unhealthy[ns], index.types_of[ns],

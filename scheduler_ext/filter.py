@@ -4,6 +4,9 @@
   resource, fewer allocatable GPUs in total than asked, or a GPU type the pod excludes;
 - does not fit now (FailedNodes): not enough free GPUs; preemption may help.
 A pod that asks for no managed resource passes through unchanged.
+
+Each reason a person reads in `kubectl describe pod` is written by one function below (reason_*),
+which the per-node path here, the vectorised path (fastpath.py) and /bind all use.
 """
 
 from __future__ import annotations
@@ -13,6 +16,33 @@ from collections.abc import Mapping, Sequence
 from scheduler_ext.cache import NodeState
 from scheduler_ext.gpu import matches
 from scheduler_ext.model import FilterResult, PodRequest
+
+REASON_NOT_CACHED = "node is not in the extender's cache yet"  # FailedNodes: the informer may not have it yet
+
+
+def reason_short(need: int, resource: str, free: int) -> str:
+    """FailedNodes: not enough free now (preemption may help)."""
+    return f"needs {need} {resource}, {free} free"
+
+
+def reason_no_resource(resource: str) -> str:
+    return f"node has no {resource}"
+
+
+def reason_too_few_total(need: int, resource: str, total: int, unhealthy: int) -> str:
+    extra = f" ({unhealthy} unhealthy)" if unhealthy else ""
+    return f"needs {need} {resource}, node has {total} in total{extra}"
+
+
+def reason_wrong_type(gpu_type: str, allowed: frozenset[str] | None) -> str:
+    return (f"GPU type {gpu_type or 'unknown'} is not among the pod's allowed types "
+            f"({', '.join(sorted(allowed or ()))})")
+
+
+def short_of(requests: Mapping[str, int], state: NodeState) -> list[str]:
+    """One reason_short per resource the node has too few free of, now."""
+    return [reason_short(need, res, state.free(res)) for res, need in requests.items()
+            if state.free(res) < need]
 
 
 def allowed_type(allowed: frozenset[str] | None, state: NodeState) -> bool:
@@ -27,13 +57,11 @@ def never_fits(pod: PodRequest, state: NodeState, allowed: frozenset[str] | None
     for res, need in pod.requests.items():
         total = alloc.get(res)
         if total is None:
-            return f"node has no {res}"
+            return reason_no_resource(res)
         if total < need:
-            extra = f" ({state.gpus.unhealthy} unhealthy)" if state.gpus.unhealthy else ""
-            return f"needs {need} {res}, node has {total} in total{extra}"
+            return reason_too_few_total(need, res, total, state.gpus.unhealthy)
     if not allowed_type(allowed, state):
-        return (f"GPU type {state.gpus.gpu_type or 'unknown'} is not among the pod's allowed types "
-                f"({', '.join(sorted(allowed or ()))})")
+        return reason_wrong_type(state.gpus.gpu_type, allowed)
     return None
 
 
@@ -52,7 +80,7 @@ def filter_nodes(pod: PodRequest, names: list[str], nodes: Mapping[str, NodeStat
         for name in names:
             state = get(name)
             if state is None:
-                failed[name] = "node is not in the extender's cache yet"
+                failed[name] = REASON_NOT_CACHED
                 continue
             total = state.gpus.allocatable.get(res)
             if total is not None and total >= need:
@@ -60,21 +88,20 @@ def filter_nodes(pod: PodRequest, names: list[str], nodes: Mapping[str, NodeStat
                 if free >= need:
                     passing.append(name)
                 else:
-                    failed[name] = f"needs {need} {res}, {free} free"
+                    failed[name] = reason_short(need, res, free)
             else:
                 unresolvable[name] = never_fits(pod, state, None) or "no fit"
         return result
     for name in names:
         state = get(name)
         if state is None:
-            failed[name] = "node is not in the extender's cache yet"
+            failed[name] = REASON_NOT_CACHED
             continue
         reason = never_fits(pod, state, allowed)
         if reason is not None:
             unresolvable[name] = reason
             continue
-        short = [f"needs {need} {res}, {state.free(res)} free" for res, need in pod.requests.items()
-                 if state.free(res) < need]
+        short = short_of(pod.requests, state)
         if short:
             failed[name] = "; ".join(short)
         else:

@@ -105,7 +105,8 @@ def loads(body: bytes) -> dict[str, Any]:
     return doc
 
 
-def _pod(doc: dict[str, Any], where: str = "Pod") -> dict[str, Any]:
+def parse_pod(doc: dict[str, Any], where: str = "Pod") -> dict[str, Any]:
+    """The request's Pod object, checked for what every verb reads (an object with metadata.name)."""
     pod = doc.get("Pod")
     if not isinstance(pod, dict):
         raise WireError(f"missing field {where}: expected the v1 Pod object being scheduled")
@@ -116,7 +117,7 @@ def _pod(doc: dict[str, Any], where: str = "Pod") -> dict[str, Any]:
 
 
 def parse_extender_args(doc: dict[str, Any]) -> ExtenderArgs:
-    pod = _pod(doc)
+    pod = parse_pod(doc)
     nodes_raw = doc.get("Nodes")
     names_raw = doc.get("NodeNames")
     nodes = None
@@ -153,7 +154,7 @@ def parse_binding_args(doc: dict[str, Any]) -> BindingArgs:
 
 
 def parse_preemption_args(doc: dict[str, Any]) -> PreemptionArgs:
-    pod = _pod(doc)
+    pod = parse_pod(doc)
     meta = doc.get("NodeNameToMetaVictims")
     full = doc.get("NodeNameToVictims")
     uids: dict[str, list[str]] = {}

@@ -9,9 +9,9 @@ import pytest
 
 from scheduler_ext.cache import NodeCache
 from scheduler_ext.model import DEFAULT_RESOURCES
-from scheduler_ext.server import Extender
 from scheduler_ext.settings import Settings
 from scheduler_ext.targets import TargetStore
+from scheduler_ext.verbs import Extender
 from tests.scheduler_ext.conftest import node, pod
 
 PRODUCTS = ["NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3", "NVIDIA-L4", ""]
