@@ -12,7 +12,9 @@ Demo traffic, each step through a real protocol:
 5. the cheapest GPU mix for a workload (Mélange ILP over the AIBrix profiles), when present;
 6. a PodAutoscaler (KPA) on the A100 engines: concurrent chats through the gateway scale them up,
    `brix controllers` (deploy/local/controllers) writing the Deployment's /scale;
-7. a ModelAdapter: a LoRA adapter loaded on an engine by the operator and chatted with by name.
+7. a ModelAdapter: a LoRA adapter loaded on an engine by the operator and chatted with by name;
+8. a RayClusterFleet of two multi-node Ray clusters: the operator creates their RayClusters
+   (KubeRay, not installed here, would run them).
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def _allocatable(cluster: LocalCluster, node: str) -> str:
 
 
 def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
-    say("demo 1/7: chatting through the gateway, which found the engine pods through the API")
+    say("demo 1/8: chatting through the gateway, which found the engine pods through the API")
 
     def gateway_knows_model() -> bool:
         try:
@@ -126,7 +128,7 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
             f"in {1000 * (time.perf_counter() - started):.0f} ms")
 
     victim = cluster.node_names[0]
-    say(f"demo 2/7: XID 79 (GPU fell off the bus) on {victim} GPU 1")
+    say(f"demo 2/8: XID 79 (GPU fell off the bus) on {victim} GPU 1")
     before = _allocatable(cluster, victim)
     injected = time.perf_counter()
     run_brix("nvml-mock", "inject", "--config", str(cluster.mock_gpu_config(victim)), "--gpu", "1", "--xid", "79")
@@ -134,7 +136,7 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
     say(f"  Node {victim} allocatable nvidia.com/gpu {before} -> {_allocatable(cluster, victim)} "
         f"{time.perf_counter() - injected:.2f} s after the fault (device plugin -> node agent -> API)")
 
-    say("demo 3/7: a pod asking for an L20 GPU, which no node has: kube-scheduler asks the extender")
+    say("demo 3/8: a pod asking for an L20 GPU, which no node has: kube-scheduler asks the extender")
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": "l20-engine", "annotations": {"scheduling.brix.dev/gpu-types": "L20"}},
            "spec": {"containers": [{"name": "c", "image": "brix:0.1.0", "args": ["version"],
@@ -147,15 +149,16 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
     say(f"  FailedScheduling: {cluster.wait_for('FailedScheduling', reason, 60)}")
     cluster.kubectl("-n", NAMESPACE, "delete", "pod", "l20-engine", "--wait=false")
 
-    say(f"demo 4/7: healing {victim} GPU 1 (the device plugin's quiet period is 30 s)")
+    say(f"demo 4/8: healing {victim} GPU 1 (the device plugin's quiet period is 30 s)")
     healed = time.perf_counter()
     run_brix("nvml-mock", "inject", "--config", str(cluster.mock_gpu_config(victim)), "--gpu", "1", "--heal")
     cluster.wait_for("allocatable back", lambda: _allocatable(cluster, victim) == before, 90, 0.2)
     say(f"  allocatable back to {before} {time.perf_counter() - healed:.1f} s after the heal")
 
-    gpu_mix(settings, "5/7")
-    autoscale(cluster, settings, gateway, "6/7")
-    model_adapter(cluster, settings, gateway, "7/7")
+    gpu_mix(settings, "5/8")
+    autoscale(cluster, settings, gateway, "6/8")
+    model_adapter(cluster, settings, gateway, "7/8")
+    ray_fleet(cluster, "8/8")
     say("demo done")
 
 
@@ -219,6 +222,27 @@ def model_adapter(cluster: LocalCluster, settings: UpSettings, gateway: str, ste
     headers = cluster.wait_for(f"the gateway to route {name}", lambda: _try_chat(gateway, name), 30)
     say(f"  chat with model={name}: served by {headers.get('x-brix-endpoint', '?')}")
     print(cluster.kubectl("-n", NAMESPACE, "get", "modeladapters").stdout, flush=True)
+
+
+def ray_fleet(cluster: LocalCluster, step: str) -> None:
+    name = "llama-405b"
+    say(f"demo {step}: a RayClusterFleet {name} of 2 Ray clusters (a head and 2 GPU workers each)")
+    worker = {"groupName": "gpu", "replicas": 2, "minReplicas": 2, "maxReplicas": 2, "rayStartParams": {},
+              "template": {"spec": {"containers": [{"name": "ray-worker", "image": "rayproject/ray:2.49.0",
+                                                    "resources": {"limits": {"nvidia.com/gpu": "8"}}}]}}}
+    head = {"rayStartParams": {"num-cpus": "0"},
+            "template": {"spec": {"containers": [{"name": "ray-head", "image": "rayproject/ray:2.49.0"}]}}}
+    body = {"apiVersion": "orchestration.brix.dev/v1alpha1", "kind": "RayClusterFleet", "metadata": {"name": name},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"headGroupSpec": head, "workerGroupSpecs": [worker]}}}}
+    cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(body))
+    cluster.wait_for("the fleet's 2 RayClusters", lambda: len(cluster.get_json(
+        "-n", NAMESPACE, "rayclusters.ray.io", "-l", f"app={name}")["items"]) == 2, 60)
+    print(cluster.kubectl("-n", NAMESPACE, "get", "rayclusterfleets,rayclusterreplicasets,rayclusters.ray.io").stdout,
+          flush=True)
+    say("  KubeRay (not installed on this local cluster) would start each cluster's head and workers; the fleet "
+        "counts a cluster ready once KubeRay says so")
 
 
 def _try_chat(gateway: str, model: str) -> dict[str, str] | None:

@@ -40,6 +40,7 @@ def test_brix_up_runs_on_the_real_control_plane(tmp_path: Path) -> None:
     assert "brix-controllers-" in out
     assert re.search(r"replicas 1 -> [23] .*none failed", out), out        # the PodAutoscaler scaled up
     assert re.search(r"chat with model=sql-lora: served by http://127\.", out), out  # the ModelAdapter is routed
+    assert out.count("raycluster.ray.io/llama-405b-") == 2, out                  # the fleet made 2 RayClusters
     assert "demo done" in out and out.rstrip().endswith("stopped")
     # every process of the cluster was stopped by PID: nothing of it is left running
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "up")], capture_output=True, text=True)
