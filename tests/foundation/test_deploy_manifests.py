@@ -26,7 +26,7 @@ KUSTOMIZATIONS = sorted(p.parent for p in DEPLOY.rglob("kustomization.yaml"))
 NOT_OBJECTS = {DEPLOY / "scheduler_ext" / "scheduler-config.yaml"}
 # Folders the top-level kustomization leaves out on purpose (deploy/kustomization.yaml says why).
 NOT_IN_TOP_LEVEL = {"deviceplugin/mock", "engine_mock", "monitoring", "scheduler_ext", "scheduler_ext/extender",
-                    "local", "examples/gpu-mix"}
+                    "local", "crds/kuberay", "examples/gpu-mix", "examples/kvcache"}
 # Pods allowed to run as root: the device plugin needs the kubelet's root-owned folder.
 ROOT_PODS = {"brix-device-plugin", "brix-device-plugin-mock"}
 WORKLOADS = {"Deployment", "DaemonSet", "StatefulSet", "Job", "ReplicaSet"}
