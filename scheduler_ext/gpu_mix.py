@@ -8,7 +8,11 @@ the workload seen now. Two solves of the Mélange ILP:
 
 Hysteresis (`step`):
 - up at once: when the held mix cannot carry the workload, the grown mix is adopted (it only adds
-  replicas, so a spike never tears down what runs);
+  replicas, so a spike never tears down what runs). It grows the types the optimum has more of than
+  held where that carries the workload (a replica the optimum does not want is paid for until the
+  down path removes it), and it brings in a GPU type not running now only when that is cheaper by
+  more than `down_margin` than growing the running types (the switching cost: the new replicas start
+  and are held through the down delay for a saving that must outlast them);
 - down (or a re-mix to other GPU types) late: only when, for `down_delay_s` since the last change,
   every optimum was cheaper than the held mix by more than `down_margin`; the adopted mix is the
   replica-wise maximum of those optima, which carries every workload of that stretch.
@@ -62,9 +66,25 @@ def mix_cost(replicas: Mapping[str, int], costs: Mapping[str, float]) -> float:
     return sum(costs.get(g, 0.0) * n for g, n in replicas.items())
 
 
+def prefer_running(mix: dict[str, int], same: dict[str, int] | None, costs: Mapping[str, float],
+                   policy: MixPolicy) -> dict[str, int]:
+    """The switching cost: `mix` brings in GPU types not running now; `same` carries the same workload on
+    the running types only. `mix` is worth it only when cheaper than `same` by more than `down_margin`."""
+    if same is not None and mix_cost(mix, costs) > mix_cost(same, costs) * (1.0 - policy.down_margin):
+        return dict(same)
+    return dict(mix)
+
+
 def step(memory: MixMemory, now: float, optimum: dict[str, int], grown: dict[str, int],
-         costs: Mapping[str, float], policy: MixPolicy, allow_down: bool = True) -> tuple[bool, str]:
-    """Update memory.held from this interval's optimum and grown mix; (changed, why)."""
+         costs: Mapping[str, float], policy: MixPolicy, allow_down: bool = True,
+         stay: dict[str, int] | None = None) -> tuple[bool, str]:
+    """Update memory.held from this interval's optimum and grown mix; (changed, why).
+
+    stay: the cheapest mix that carries the workload growing only the GPU types running now (None: none
+    does). A grown mix that brings in a type not running now is adopted only when it is cheaper than stay
+    by more than `down_margin` (the switching cost: a new type's replicas start, and are held through the
+    down delay, for a saving that must outlast them); otherwise stay is adopted.
+    """
     if memory.held is None:
         memory.held, memory.changed_at, memory.history = dict(optimum), now, [(now, dict(optimum))]
         return True, "first targets"
@@ -72,8 +92,14 @@ def step(memory: MixMemory, now: float, optimum: dict[str, int], grown: dict[str
     memory.history.append((now, dict(optimum)))
     memory.history = [(t, m) for t, m in memory.history if t >= now - policy.down_delay_s - 1e-9]
     if any(grown.get(g, 0) > held.get(g, 0) for g in grown):
+        why = "the held mix cannot carry the workload: added replicas"
+        new_types = any(n > 0 and held.get(g, 0) <= 0 for g, n in grown.items())
+        if new_types and stay is not None and all(stay.get(g, 0) >= n for g, n in held.items()):
+            kept = prefer_running(grown, stay, costs, policy)
+            if kept != grown:
+                grown, why = kept, why + " of the running GPU types (a new type is not cheaper by the margin)"
         memory.held, memory.changed_at, memory.history = dict(grown), now, [(now, dict(optimum))]
-        return True, "the held mix cannot carry the workload: added replicas"
+        return True, why
     if not allow_down or now - memory.changed_at < policy.down_delay_s - 1e-9:
         return False, "held"
     limit = mix_cost(held, costs) * (1.0 - policy.down_margin)
@@ -105,18 +131,36 @@ def plan(gpus: list[melange.GpuProfile], distribution: list[list[float]], rps: f
                            mix_cost(held or {}, costs), ms)
         optimum = {k: int(v) for k, v in best.replicas.items()}
     grown = dict(optimum)
+    stay: dict[str, int] | None = None
     if memory.held is not None:
         grown = dict(memory.held)
         floor = {g: n for g, n in memory.held.items() if g in costs and n > 0}
         if rps > 0:
             # the cheapest mix with at least the held replicas: the held mix itself when it carries the workload
-            problem = melange.Problem(gpus, distribution, rps * (1.0 + policy.headroom),
-                                      slice_factor=policy.slice_factor, min_count=floor, time_limit_s=time_limit_s)
-            more = melange.solve(problem)
-            ms += more.solve_ms
-            if more.feasible:
-                grown = {k: int(v) for k, v in more.replicas.items()}
-    changed, why = step(memory, now, optimum, grown, costs, policy, allow_down)
+            # growing only the types the optimum has more of (replicas the optimum does not want would be
+            # paid for until the down path removes them), else any type
+            toward = {g: memory.held.get(g, 0) for g in costs if optimum.get(g, 0) <= memory.held.get(g, 0)}
+            for cap in (toward, {}):
+                problem = melange.Problem(gpus, distribution, rps * (1.0 + policy.headroom),
+                                          slice_factor=policy.slice_factor, min_count=floor, max_count=cap,
+                                          time_limit_s=time_limit_s)
+                more = melange.solve(problem)
+                ms += more.solve_ms
+                if more.feasible:
+                    grown = {k: int(v) for k, v in more.replicas.items()}
+                    break
+            running = {g for g, n in floor.items() if n > 0}
+            if running and any(n > 0 and g not in running for g, n in grown.items()):
+                # the switching cost: the same, growing only the types running now
+                problem = melange.Problem(gpus, distribution, rps * (1.0 + policy.headroom),
+                                          slice_factor=policy.slice_factor, min_count=floor,
+                                          max_count={g: 0 for g in costs if g not in running},
+                                          time_limit_s=time_limit_s)
+                same = melange.solve(problem)
+                ms += same.solve_ms
+                if same.feasible:
+                    stay = {k: int(v) for k, v in same.replicas.items()}
+    changed, why = step(memory, now, optimum, grown, costs, policy, allow_down, stay)
     held = memory.held or {}
     return MixPlan(dict(held), changed, why, rps, optimum, mix_cost(held, costs), ms)
 

@@ -87,3 +87,33 @@ def test_a_partial_reading_never_shrinks_and_no_profile_fit_keeps_the_targets() 
         assert plan.targets == held
     only_small = gpu_mix.plan([GpuProfile("small", 1.0, [[10.0, 0.0]])], [[1.0, 1.0]], 2.0, memory, 300.0, POLICY)
     assert only_small.targets == held and "no GPU type can serve" in only_small.reason
+
+
+def test_growing_brings_in_a_new_gpu_type_only_when_it_saves_the_margin() -> None:
+    costs = {"small": 1.0, "big": 3.0}
+    # held: 2 big; the workload grew. Growing the running type costs 9 (3 big); with a new type 8 (2 big + 2 small):
+    # 11 % cheaper, more than the 10 % margin, so the new type comes in
+    memory = gpu_mix.MixMemory({"small": 0, "big": 2}, 0.0, [])
+    changed, why = gpu_mix.step(memory, 10.0, {"small": 2, "big": 2}, {"small": 2, "big": 2}, costs, POLICY,
+                                stay={"small": 0, "big": 3})
+    assert changed and memory.held == {"small": 2, "big": 2} and "running" not in why
+    # 2 big + 3 small = 9 is not cheaper by the margin than 3 big: grow the running type
+    memory = gpu_mix.MixMemory({"small": 0, "big": 2}, 0.0, [])
+    changed, why = gpu_mix.step(memory, 10.0, {"small": 3, "big": 2}, {"small": 3, "big": 2}, costs, POLICY,
+                                stay={"small": 0, "big": 3})
+    assert changed and memory.held == {"small": 0, "big": 3} and "running GPU types" in why
+    # growing a type already running is not a switch: adopted as before
+    memory = gpu_mix.MixMemory({"small": 1, "big": 2}, 0.0, [])
+    changed, _ = gpu_mix.step(memory, 10.0, {"small": 2, "big": 2}, {"small": 2, "big": 2}, costs, POLICY,
+                              stay={"small": 0, "big": 3})
+    assert changed and memory.held == {"small": 2, "big": 2}
+    assert gpu_mix.prefer_running({"small": 3, "big": 2}, None, costs, POLICY) == {"small": 3, "big": 2}
+
+
+def test_plan_grows_toward_the_optimum_and_not_with_replicas_it_does_not_want() -> None:
+    memory = gpu_mix.MixMemory()
+    run([(2.0, 3.0)], memory, 0.0)                     # long prompts: 1 big
+    assert memory.held == {"small": 0, "big": 1}
+    # more long prompts: the running big type grows (a new small type would not save the margin)
+    after = run([(2.0, 7.0)], memory, 10.0)
+    assert after[-1]["big"] == 2 and after[-1]["small"] == 0
