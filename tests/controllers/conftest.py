@@ -109,3 +109,21 @@ async def eventually(check: Callable[[], Any], what: str, timeout: float = 20.0)
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def text_endpoint(path: str, text: Callable[[], str]) -> AsyncIterator[str]:
+    """An HTTP endpoint on 127.0.0.1 answering GET `path` with text() (an external metrics source);
+    yields its URL."""
+    async def answer(_: web.Request) -> web.Response:
+        return web.Response(text=text())
+    app = web.Application()
+    app.router.add_get(path, answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = procs.free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}{path}"
+    finally:
+        await runner.cleanup()

@@ -17,6 +17,7 @@ from tests.controllers.conftest import (
     eventually,
     operator_settings,
     running_operator,
+    text_endpoint,
 )
 from tests.k8s_api import K8sApi, Route
 
@@ -153,28 +154,14 @@ async def test_a_409_conflict_on_the_scale_write_is_retried(k8s_api: K8sApi, fak
 
 
 async def test_an_external_source_is_a_total_for_the_whole_target(k8s_api: K8sApi) -> None:
-    from aiohttp import web
-
-    from brix import procs
-
     queue = {"depth": 35.0}
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(text=f'# TYPE queue_depth gauge\nqueue_depth{{queue="llama"}} {queue["depth"]}\n')
-    app = web.Application()
-    app.router.add_get("/q", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = procs.free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    text = lambda: f'# TYPE queue_depth gauge\nqueue_depth{{queue="llama"}} {queue["depth"]}\n'  # noqa: E731
+    async with text_endpoint("/q", text) as url:
         deployment(k8s_api)
-        autoscaler(k8s_api, "pa", 8000, metricsSources=[{"type": "external", "url": f"http://127.0.0.1:{port}/q",
+        autoscaler(k8s_api, "pa", 8000, metricsSources=[{"type": "external", "url": url,
                                                          "metric": "queue_depth", "targetValue": 10}])
         async with running_operator(k8s_api, operator_settings()):
             await eventually(lambda: replicas(k8s_api) == 4, "ceil(35 / 10) = 4 replicas")
-    finally:
-        await runner.cleanup()
 
 
 async def test_an_expired_watch_410_is_relisted_and_the_decider_state_kept(k8s_api: K8sApi, fake_pods: FakePods) -> None:

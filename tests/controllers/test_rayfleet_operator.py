@@ -11,11 +11,9 @@ from typing import Any
 
 import kubernetes.client
 import pytest
-from aiohttp import web
 
-from brix import procs
 from controllers.rayfleet.model import HASH_LABEL, REVISION, REVISION_HISTORY, ROLLBACK_TO
-from tests.controllers.conftest import eventually, operator_settings, running_operator
+from tests.controllers.conftest import eventually, operator_settings, running_operator, text_endpoint
 from tests.controllers.fake_kuberay import FakeKubeRay
 from tests.controllers.fleets import FleetReader, fleet_body, image_of
 from tests.k8s_api import K8sApi
@@ -163,36 +161,25 @@ async def test_a_podautoscaler_scales_a_fleet_through_scale(k8s_api: K8sApi, fle
     """An external metric (a queue length for the whole model) of 30 with a target of 10 per cluster:
     HPA asks for 3 clusters through the fleet's /scale; at 10 it comes back to 1."""
     value = {"v": 30.0}
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(text=f"queue_depth {value['v']}\n")
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = procs.free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with running_operator(k8s_api, operator_settings()):
-            fleets.create(fleet_body(replicas=1))
-            await eventually(lambda: fleets.rolled_out(1, "v1"), "1 ready cluster", 20)
-            scale = k8s_api.custom().get_namespaced_custom_object_scale(
-                "orchestration.brix.dev", "v1alpha1", "default", "rayclusterfleets", "llm")
-            assert scale["status"]["selector"] == "app=llm" and scale["spec"]["replicas"] == 1
-            k8s_api.custom().create_namespaced_custom_object("autoscaling.brix.dev", "v1alpha1", "default",
-                                                             "podautoscalers", _autoscaler(port))
-            await eventually(lambda: fleets.rolled_out(3, "v1"), "scaled to 3 clusters by the PodAutoscaler", 30)
-            value["v"] = 10.0
-            await eventually(lambda: fleets.rolled_out(1, "v1"), "scaled back to 1", 30)
-    finally:
-        await runner.cleanup()
+    async with text_endpoint("/metrics", lambda: f"queue_depth {value['v']}\n") as url, \
+            running_operator(k8s_api, operator_settings()):
+        fleets.create(fleet_body(replicas=1))
+        await eventually(lambda: fleets.rolled_out(1, "v1"), "1 ready cluster", 20)
+        scale = k8s_api.custom().get_namespaced_custom_object_scale(
+            "orchestration.brix.dev", "v1alpha1", "default", "rayclusterfleets", "llm")
+        assert scale["status"]["selector"] == "app=llm" and scale["spec"]["replicas"] == 1
+        k8s_api.custom().create_namespaced_custom_object("autoscaling.brix.dev", "v1alpha1", "default",
+                                                         "podautoscalers", _autoscaler(url))
+        await eventually(lambda: fleets.rolled_out(3, "v1"), "scaled to 3 clusters by the PodAutoscaler", 30)
+        value["v"] = 10.0
+        await eventually(lambda: fleets.rolled_out(1, "v1"), "scaled back to 1", 30)
 
 
-def _autoscaler(port: int) -> dict[str, Any]:
+def _autoscaler(url: str) -> dict[str, Any]:
     return {"apiVersion": "autoscaling.brix.dev/v1alpha1", "kind": "PodAutoscaler", "metadata": {"name": "llm"},
             "spec": {"scaleTargetRef": {"apiVersion": "orchestration.brix.dev/v1alpha1", "kind": "RayClusterFleet",
                                         "name": "llm"},
                      "minReplicas": 1, "maxReplicas": 4, "scalingStrategy": "HPA", "syncPeriodSeconds": 1,
                      "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}},
-                     "metricsSources": [{"type": "external", "url": f"http://127.0.0.1:{port}/metrics",
+                     "metricsSources": [{"type": "external", "url": url,
                                          "metric": "queue_depth", "targetValue": 10}]}}
