@@ -38,6 +38,34 @@ def extender_log(kube: KubeNamespace) -> str:
     return text
 
 
+def extender_calls(kube: KubeNamespace) -> dict[str, float]:
+    """Successful calls per verb, from the extender's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{kube.cluster.extender_port}/metrics", timeout=5) as resp:
+        metrics = resp.read().decode()
+    return {verb: sum(float(v) for v in re.findall(
+        rf'brix_scheduler_ext_requests_total{{outcome="ok",verb="{verb}"}} (\S+)', metrics))
+        for verb in ("filter", "prioritize", "bind")}
+
+
+def set_filter_keep(kube: KubeNamespace, keep: int) -> None:
+    """Roll the extender Deployment with --filter-keep=keep and wait until it answers again."""
+    deployment = kube.cluster.get_json("-n", "brix-system", "deployment/brix-scheduler-ext")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["args"] = [a for a in container["args"] if not a.startswith("--filter-keep")] + [f"--filter-keep={keep}"]
+    kube.cluster.kubectl("-n", "brix-system", "apply", "-f", "-", stdin=json.dumps(
+        {k: deployment[k] for k in ("apiVersion", "kind", "metadata", "spec")}))
+    kube.cluster.kubectl("-n", "brix-system", "rollout", "status", "deployment/brix-scheduler-ext", "--timeout=120s",
+                         timeout=130)
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{kube.cluster.extender_port}/readyz", timeout=2):
+                return True
+        except OSError:
+            return False
+    kube.wait_for("the extender to answer", answers, 60)
+
+
 def process_env(p: dict) -> dict[str, str]:
     pid = int(p["status"]["containerStatuses"][0]["containerID"].removeprefix("brix://"))
     raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -70,11 +98,7 @@ def test_gpu_pod_is_placed_by_the_extender_allocated_and_ready(kube: KubeNamespa
     assert len(devices) == 2 and all(d.startswith("GPU-") for d in devices)
     # kube-scheduler asked the extender, which bound the pod; deploy/ runs it with --filter-keep=1,
     # so /filter passed one node and kube-scheduler skipped scoring and /prioritize
-    with urllib.request.urlopen(f"http://127.0.0.1:{kube.cluster.extender_port}/metrics", timeout=5) as resp:
-        metrics = resp.read().decode()
-    calls = {verb: sum(float(v) for v in re.findall(
-        rf'brix_scheduler_ext_requests_total{{outcome="ok",verb="{verb}"}} (\S+)', metrics))
-        for verb in ("filter", "prioritize", "bind")}
+    calls = extender_calls(kube)
     assert calls["filter"] >= 1 and calls["bind"] >= 1 and calls["prioritize"] == 0, calls
     log = extender_log(kube)
     bound = [line for line in log.splitlines() if "bound" in line and f"{kube.namespace}/engine" in line]
@@ -117,3 +141,17 @@ def test_node_with_a_faulted_gpu_is_not_chosen(kube: KubeNamespace) -> None:
             subprocess.run([sys.executable, "-m", "brix", "nvml-mock", "inject", "--config",
                             str(cluster.mock_gpu_config(node)), "--gpu", "1", "--heal"], check=True,
                            capture_output=True)
+
+
+def test_with_every_fitting_node_passed_kube_scheduler_also_calls_prioritize(kube: KubeNamespace) -> None:
+    """--filter-keep=0 (the extender rolled with it): kube-scheduler scores the fitting nodes and
+    asks /prioritize too, and binds through /bind."""
+    set_filter_keep(kube, 0)
+    try:
+        kube.kubectl("apply", "-f", "-", stdin=json.dumps(engine_pod("scored", "llama-e2e", gpus=1)))
+        kube.wait_for("the pod to be bound", lambda: pod(kube, "scored")["spec"].get("nodeName"))
+        calls = extender_calls(kube)                       # the rolled extender's own counters
+        assert calls["filter"] >= 1 and calls["prioritize"] >= 1 and calls["bind"] >= 1, calls
+    finally:
+        kube.kubectl("delete", "pod", "scored", "--wait=false", check=False)
+        set_filter_keep(kube, 1)
