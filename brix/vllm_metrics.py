@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -128,20 +128,24 @@ def _one_series(name: str) -> re.Pattern[str]:
     return _series_pattern((name,))
 
 
-def sample_value(text: str, name: str, labels: Mapping[str, str] | None = None) -> float | None:
-    """The sum of the samples named `name` whose labels include `labels` (NaN samples skipped);
-    None when there is none. Any exporter's page: the autoscaler reads engines and others with it."""
-    total, found = 0.0, False
+def samples(text: str, name: str) -> Iterator[tuple[dict[str, str], float]]:
+    """(labels, value) of each sample named `name` on a /metrics page; unparsable and NaN values
+    (the exporter has none) are skipped."""
     for _, label_text, raw in _one_series(name).findall(text):
-        if labels:
-            have = parse_labels(label_text)
-            if any(have.get(k) != v for k, v in labels.items()):
-                continue
         try:
             value = float(raw)
         except ValueError:
             continue
-        if value != value:   # NaN: the exporter has no value
+        if value == value:
+            yield parse_labels(label_text), value
+
+
+def sample_value(text: str, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+    """The sum of the samples named `name` whose labels include `labels` (NaN samples skipped);
+    None when there is none. Any exporter's page: the autoscaler reads engines and others with it."""
+    total, found = 0.0, False
+    for have, value in samples(text, name):
+        if labels and any(have.get(k) != v for k, v in labels.items()):
             continue
         total += value
         found = True

@@ -4,13 +4,11 @@ vllm:lora_requests_info in /metrics, POST /v1/load_lora_adapter and /v1/unload_l
 from __future__ import annotations
 
 import json
-import re
 
 import aiohttp
 
+from brix.vllm_metrics import samples
 from controllers.modeladapter.reconcile import Action, Outcome
-
-_MAX_LORA = re.compile(r'^vllm:lora_requests_info\{[^}]*max_lora="(\d+)"', re.MULTILINE)
 
 
 async def models(session: aiohttp.ClientSession, url: str, timeout_s: float) -> tuple[frozenset[str], frozenset[str]] | None:
@@ -44,8 +42,10 @@ async def max_loras(session: aiohttp.ClientSession, url: str, timeout_s: float) 
     text = await metrics_text(session, url, timeout_s)
     if text is None:
         return None
-    m = _MAX_LORA.search(text)
-    return int(m.group(1)) if m else 0
+    for labels, _ in samples(text, "vllm:lora_requests_info"):
+        if labels.get("max_lora", "").isdigit():
+            return int(labels["max_lora"])
+    return 0
 
 
 def _message(status: int, text: str) -> str:

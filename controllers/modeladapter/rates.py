@@ -14,12 +14,11 @@ measured span (two samples in the window) - otherwise the pods that answered wou
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
+from brix import vllm_metrics
+
 COUNTER = "engine_mock_lora_requests_total"
-_LINE = re.compile(r'^engine_mock_lora_requests_total\{([^}]*)\}\s+(\S+)', re.MULTILINE)
-_NAME = re.compile(r'lora_name="((?:[^"\\]|\\.)*)"')
 
 Sample = tuple[float, dict[str, float]]      # (time, adapter -> cumulative count)
 
@@ -37,15 +36,10 @@ class History:
 def parse(text: str) -> dict[str, float]:
     """adapter -> count from a /metrics page (summed over engines of one pod)."""
     out: dict[str, float] = {}
-    for labels, value in _LINE.findall(text):
-        m = _NAME.search(labels)
-        if not m:
-            continue
-        name = m.group(1).replace('\\"', '"').replace("\\\\", "\\")
-        try:
-            out[name] = out.get(name, 0.0) + float(value)
-        except ValueError:
-            continue
+    for labels, value in vllm_metrics.samples(text, COUNTER):
+        name = labels.get("lora_name")
+        if name is not None:
+            out[name] = out.get(name, 0.0) + value
     return out
 
 
