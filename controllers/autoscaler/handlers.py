@@ -24,6 +24,7 @@ import kopf
 from kubernetes import client
 
 from brix.logs import kv
+from controllers import watching
 from controllers.autoscaler import scrape
 from controllers.autoscaler.decide import Decision, Inputs, decide
 from controllers.autoscaler.metrics import Observation, Window, observe
@@ -68,11 +69,11 @@ class AutoscalerController:
     def register(self, registry: kopf.OperatorRegistry) -> None:
         @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="podautoscaler-seen")
         def seen(event: dict[str, Any], **_: Any) -> None:
-            obj = event.get("object") or {}
-            uid = (obj.get("metadata") or {}).get("uid")
-            if not uid:
+            got = watching.seen(event)
+            if got is None:
                 return
-            if event.get("type") == "DELETED":
+            uid, obj = got
+            if obj is None:
                 self.tracked.pop(uid, None)
                 return
             t = self.tracked.get(uid)

@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from brix.logs import kv
+from controllers import watching
 from controllers.kvcache import resources
 from controllers.kvcache.model import GROUP, PLURAL, VERSION, SpecError, parse_spec
 from controllers.kvcache.status import summarize
@@ -43,11 +44,11 @@ class KVCacheController:
     def register(self, registry: kopf.OperatorRegistry) -> None:
         @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="kvcache-seen")
         async def seen(event: dict[str, Any], **_: Any) -> None:
-            obj = event.get("object") or {}
-            uid = (obj.get("metadata") or {}).get("uid")
-            if not uid:
+            got = watching.seen(event)
+            if got is None:
                 return
-            if event.get("type") == "DELETED":
+            uid, obj = got
+            if obj is None:
                 self.tracked.pop(uid, None)
                 self.statuses.pop(uid, None)
             else:
@@ -58,11 +59,7 @@ class KVCacheController:
         while not stop.is_set():
             self.wake.clear()
             await asyncio.gather(*(self._guarded(body) for body in list(self.tracked.values())))
-            waker = asyncio.create_task(self.wake.wait())
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({waker, stopper}, timeout=self.settings.tick_s, return_when=asyncio.FIRST_COMPLETED)
-            waker.cancel()
-            stopper.cancel()
+            await watching.until_woken(self.wake, stop, self.settings.tick_s)
 
     async def _guarded(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]

@@ -24,6 +24,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from brix.logs import kv
+from controllers import watching
 from controllers.modeladapter import engine, rates, resources
 from controllers.modeladapter.model import (
     FINALIZER,
@@ -69,11 +70,11 @@ class ModelAdapterController:
     def register(self, registry: kopf.OperatorRegistry) -> None:
         @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="modeladapter-seen")
         async def seen(event: dict[str, Any], **_: Any) -> None:
-            obj = event.get("object") or {}
-            uid = (obj.get("metadata") or {}).get("uid")
-            if not uid:
+            got = watching.seen(event)
+            if got is None:
                 return
-            if event.get("type") == "DELETED":
+            uid, obj = got
+            if obj is None:
                 self.tracked.pop(uid, None)
                 self.slices.pop(uid, None)
                 self.statuses.pop(uid, None)
@@ -94,12 +95,7 @@ class ModelAdapterController:
                     del self.states[ns]
                     self.rates.pop(ns, None)
                     self.scraped_at.pop(ns, None)
-                waker = asyncio.create_task(self.wake.wait())
-                stopper = asyncio.create_task(stop.wait())
-                await asyncio.wait({waker, stopper}, timeout=self.settings.tick_s,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                waker.cancel()
-                stopper.cancel()
+                await watching.until_woken(self.wake, stop, self.settings.tick_s)
         finally:
             await self.session.close()
             self.session = None
