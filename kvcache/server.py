@@ -189,7 +189,7 @@ class KVServer:
             stats.hits += found
             stats.misses += count - found
             reply = p.get_reply(entries, rid)
-            stats.bytes_out += sum(len(b) for b in reply)
+            stats.bytes_out += p.HEADER_SIZE + p.body_length(reply[0])
             return reply
         if op == p.PUT:  # only an empty PUT comes here: ServerConnection reads the others item by item
             items = [(h, crc, bytearray(v)) for h, crc, v in p.iter_put_items(memoryview(body), offset, count)]

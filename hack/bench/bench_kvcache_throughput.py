@@ -12,7 +12,9 @@ so the same Python-side costs are paid by both. Fairness, the same for both side
 - the same values (random bytes, a distinct key per op), the same `run_ops` loop, and for each
   cell `--rounds` rounds that alternate pool and Redis (which goes first alternates too), each
   side's ops/s the median of its rounds, so that load from other processes on the machine hits
-  both alike; every round's ratio is printed.
+  both alike; every round's ratio is printed;
+- `--warmup` unmeasured rounds per side first: a store's first writes fault in fresh pages
+  (the pool's heap, Redis's jemalloc arenas), which a running cache has long done.
 redis-py runs without hiredis (its pure-Python parser), as installed here. The pool checks a
 crc32 on every value end to end (client computes on put, server verifies on put, client verifies
 on get); Redis checks nothing. The machine (2 cores) is shared by client and servers, as in
@@ -118,9 +120,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--concurrency", type=int, default=8, help="requests in flight (connections) for both")
     ap.add_argument("--batch", type=int, default=16, help="keys per request in the batched rows")
-    ap.add_argument("--bytes-64k", type=int, default=64 << 20, help="bytes moved per 64 KiB row (each way)")
-    ap.add_argument("--bytes-2m", type=int, default=128 << 20, help="bytes moved per 2 MiB row (each way)")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds per cell, alternating pool and Redis")
+    ap.add_argument("--bytes-64k", type=int, default=256 << 20, help="bytes moved per 64 KiB round (each way)")
+    ap.add_argument("--bytes-2m", type=int, default=512 << 20, help="bytes moved per 2 MiB round (each way)")
+    ap.add_argument("--rounds", type=int, default=5, help="measured rounds per cell, alternating pool and Redis")
+    ap.add_argument("--warmup", type=int, default=1, help="unmeasured rounds per side before a cell's rounds")
     args = ap.parse_args()
     if not shutil.which("redis-server"):
         print("redis-server not found: install it (make redis / apt-get install redis-server)")
@@ -144,7 +147,7 @@ def main() -> int:
             p.wait_ready(30)
         time.sleep(0.3)
         print(f"cpus={os.cpu_count()} loop={loop_name} crc32={CRC32_IMPL} concurrency={args.concurrency} "
-              f"batch={args.batch} rounds={args.rounds} load={os.getloadavg()[0]:.1f} "
+              f"batch={args.batch} rounds={args.rounds} warmup={args.warmup} load={os.getloadavg()[0]:.1f} "
               f"(client and both servers share the machine; logs {logs})")
         rows = []
         ratios: dict[tuple[int, int], list[tuple[float, float]]] = {}
@@ -157,7 +160,7 @@ def main() -> int:
             rows.append((size, "memcpy (in-process)", 1, cps, gbs, cps, gbs))
             for batch in (1, args.batch):
                 runs: dict[str, list[dict[str, float]]] = {"pool": [], "redis": []}
-                for r in range(args.rounds):
+                for r in range(-args.warmup, args.rounds):
                     order = ("pool", "redis") if r % 2 == 0 else ("redis", "pool")
                     for side in order:
                         if side == "pool":
@@ -167,6 +170,10 @@ def main() -> int:
                         else:
                             runs[side].append(runner(bench_redis(f"redis://127.0.0.1:{rport}/0", values,
                                                                  args.concurrency, batch)))
+                    if r < 0:  # a warm-up round
+                        runs["pool"].pop()
+                        runs["redis"].pop()
+                        continue
                     pool, red = runs["pool"][-1], runs["redis"][-1]
                     ratios.setdefault((size, batch), []).append((red["put_s"] / pool["put_s"],
                                                                  red["get_s"] / pool["get_s"]))
