@@ -57,9 +57,15 @@ class ProfileSettings:
     time_scale: float = 1.0
     """Engine seconds per wall second (engine-mock --speed)."""
     trial_seconds: float = 30.0
-    """Engine seconds of arrivals per trial (at least min_requests, at most max_requests requests)."""
+    """Engine seconds of arrivals per trial, at least; longer where a request alone takes long (settle)."""
+    settle: float = 8.0
+    """A trial's arrivals span at least this many times the e2e latency of a request alone: a rate
+    over the engine's capacity shows only once the batch has filled the KV cache (vLLM admits a
+    request when its prompt fits, so TTFT stays low for a while after the decodes have fallen
+    behind); a trial of a few hundred requests at a high rate ends before that."""
     min_requests: int = 20
-    max_requests: int = 200
+    max_requests: int = 5000
+    """A guard: a trial that would need more requests fails (raise it, or lower --trial-seconds)."""
     precision: float = 0.1
     seed: int = 0
     request_timeout_s: float = 600.0
@@ -93,12 +99,22 @@ async def first_model(session: aiohttp.ClientSession, base: str) -> str:
         raise ProfileError(f"GET {base}/v1/models did not list a model; give --model") from None
 
 
+def trial_requests(s: ProfileSettings, rate: float, e2e_alone: float) -> int:
+    """Requests in a trial at `rate`: arrivals over max(trial_seconds, settle x e2e alone) engine seconds."""
+    n = max(s.min_requests, math.ceil(rate * max(s.trial_seconds, s.settle * e2e_alone)))
+    if n > s.max_requests:
+        raise ProfileError(f"a trial at {rate:g} req/s needs {n} requests (over {max(s.trial_seconds, s.settle * e2e_alone):g}"
+                           f" engine seconds), more than --max-requests {s.max_requests}; raise --max-requests")
+    return n
+
+
 async def trial(session: aiohttp.ClientSession, s: ProfileSettings, model: str, prompt_tokens: int,
-                completion_tokens: int, rate: float, rng: random.Random, sequential: int = 0) -> TrialResult:
+                completion_tokens: int, rate: float, rng: random.Random, sequential: int = 0,
+                e2e_alone: float = 0.0) -> TrialResult:
     """`rate` requests/s for a trial; or, with `sequential` = n, n requests one after the other (the
     latency of a request alone, and its e2e time as `e2e_mean`)."""
     names = {METRIC_HISTOGRAM[k.partition("_")[0]] for k in s.slo} | {METRIC_HISTOGRAM["e2e"]}
-    n = sequential or max(s.min_requests, min(s.max_requests, math.ceil(rate * s.trial_seconds)))
+    n = sequential or trial_requests(s, rate, e2e_alone)
     before = parse_histograms(await _get(session, f"{s.engine}/metrics"), names)
     loop = asyncio.get_running_loop()
     gaps = [0.0] * n if sequential else [rng.expovariate(rate) / s.time_scale for _ in range(n)]
@@ -175,7 +191,8 @@ async def run_profile(s: ProfileSettings, progress: Callable[[str], None]) -> di
                 search = RateSearch(start_rps=start, min_rps=start / 4, precision=s.precision)
                 best: dict[str, float] = alone.measured
                 while (rate := search.next_rate()) is not None:
-                    result = await trial(session, s, model, prompt, completion, rate, rng)
+                    result = await trial(session, s, model, prompt, completion, rate, rng,
+                                         e2e_alone=alone.measured["e2e_mean"])
                     trials += 1
                     if result.lag > 1.25:
                         raise ProfileError(
@@ -193,7 +210,8 @@ async def run_profile(s: ProfileSettings, progress: Callable[[str], None]) -> di
     doc = profile_doc(s.gpu_type, s.cost, [list(s.outputs), list(s.inputs)], tputs, s.slo, time.time(), model,
                       measured)
     doc["benchmark"] = {"engine": s.engine, "seconds": round(time.monotonic() - started, 1), "trials": trials,
-                        "time_scale": s.time_scale, "trial_seconds": s.trial_seconds, "seed": s.seed}
+                        "time_scale": s.time_scale, "trial_seconds": s.trial_seconds, "settle": s.settle,
+                        "seed": s.seed}
     return doc
 
 

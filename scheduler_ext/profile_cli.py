@@ -37,9 +37,13 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-scale", type=float, default=1.0,
                    help="engine seconds per wall second: engine-mock's --speed (1 for a real engine)")
     p.add_argument("--trial-seconds", type=float, default=30.0,
-                   help="engine seconds of arrivals per trial (bounded by --min-requests and --max-requests)")
+                   help="engine seconds of arrivals per trial, at least (see --settle)")
+    p.add_argument("--settle", type=float, default=8.0,
+                   help="a trial's arrivals span at least this many times a lone request's e2e latency, so that "
+                        "a rate over capacity fills the KV cache and shows in the latencies (default 8)")
     p.add_argument("--min-requests", type=int, default=20, help="fewest requests in one trial")
-    p.add_argument("--max-requests", type=int, default=200, help="most requests in one trial")
+    p.add_argument("--max-requests", type=int, default=5000,
+                   help="most requests in one trial: a trial that needs more fails (default 5000)")
     p.add_argument("--precision", type=float, default=0.1,
                    help="stop a bucket's search when the lowest failing rate is within this fraction of the best")
     p.add_argument("--seed", type=int, default=0, help="seed of the arrival times and prompts")
@@ -77,6 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--cost: give the price per hour of one {args.gpu_type} replica (known defaults: "
                          f"{', '.join(f'{k} {v}' for k, v in PRICE_PER_HOUR.items())})")
     checks = [(args.time_scale > 0, "--time-scale must be > 0"), (args.trial_seconds > 0, "--trial-seconds must be > 0"),
+              (args.settle >= 0, "--settle must be >= 0"),
               (1 <= args.min_requests <= args.max_requests, "need 1 <= --min-requests <= --max-requests"),
               (0 < args.precision < 1, "--precision must be within (0, 1)")]
     for ok, message in checks:
@@ -88,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     logs.setup(args.log_level, args.log_format)
     settings = ProfileSettings(engine=args.engine.rstrip("/"), gpu_type=args.gpu_type, slo=slo, cost=cost,
                                inputs=inputs, outputs=outputs, out=out, model=args.model, time_scale=args.time_scale,
-                               trial_seconds=args.trial_seconds, min_requests=args.min_requests,
+                               trial_seconds=args.trial_seconds, settle=args.settle, min_requests=args.min_requests,
                                max_requests=args.max_requests, precision=args.precision, seed=args.seed)
     try:
         doc = asyncio.run(run_profile(settings, lambda line: print(line, file=sys.stderr, flush=True)))

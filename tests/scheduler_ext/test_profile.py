@@ -46,6 +46,22 @@ def test_the_rate_search_finds_the_highest_passing_rate() -> None:
     assert never.passed == 0.0 and [r for r, _ in never.tried] == [1.0, 0.5, 0.25]
 
 
+def test_a_trial_lasts_long_enough_for_an_overload_to_show() -> None:
+    """A rate over capacity shows in the latencies only once the batch has filled the KV cache: a
+    trial's arrivals span trial_seconds and at least `settle` lone-request e2e latencies, whatever
+    the rate (the old 200-request cap ended an 85 req/s trial after 2.4 s, and engine-mock's A100
+    'served' 85 req/s of 256-token prompts, twice what its prefill compute allows)."""
+    from scheduler_ext.profile_bench import ProfileError, ProfileSettings, trial_requests
+
+    s = ProfileSettings(engine="http://e", gpu_type="A100", slo={"ttft_p99": 2.5}, cost=3.67, inputs=(256,),
+                        outputs=(16,), out=Path("p.json"), trial_seconds=30.0, settle=8.0)
+    assert trial_requests(s, 85.0, e2e_alone=0.2) == 85 * 30            # 30 s of arrivals, not 200 requests
+    assert trial_requests(s, 2.0, e2e_alone=10.0) == 160                 # 8 x 10 s of arrivals
+    assert trial_requests(s, 0.1, e2e_alone=0.2) == s.min_requests
+    with pytest.raises(ProfileError, match="raise --max-requests"):
+        trial_requests(s, 500.0, e2e_alone=0.2)
+
+
 def test_profile_of_an_engine_mock(brix_process, tmp_path: Path) -> None:
     port = procs.free_port()
     brix_process("engine", "engine-mock", "--port", str(port), "--model", "m", "--gpu-type", "A100", "--speed", "20",
