@@ -104,7 +104,7 @@ def header(body_len: int, code: int, count: int, request_id: int) -> bytes:
 
 def body_length(header_bytes: bytes) -> int:
     """The body_len field of an encoded header."""
-    return U32.unpack_from(header_bytes)[0]  # type: ignore[no-any-return]
+    return U32.unpack_from(header_bytes)[0]
 
 
 def parse_header(raw: bytes | bytearray) -> tuple[int, int, int, int]:
