@@ -7,12 +7,18 @@ the workload seen now. Two solves of the Mélange ILP:
 - the grown mix: the cheapest mix that keeps at least the replicas held now.
 
 Hysteresis (`step`):
+- which types: a GPU type not running now is brought in only when the workload's mix makes it
+  worth it for good: when the workload served at fractional replicas, each bucket by its cheapest
+  type per request, costs less by more than `down_margin` with every type than with the running
+  types alone (`open_types`; with nothing running, than with the cheapest single type). Otherwise
+  the solves keep to the running types. An integer
+  optimum alone would bring in a cheap type to fill the remainder of the current rate (5 A100s and
+  an A10 rather than 6 A100s): that remainder moves every interval, while the new replicas start,
+  are held through the down delay and round up in their own autoscaler, so the saving never comes;
 - up at once: when the held mix cannot carry the workload, the grown mix is adopted (it only adds
   replicas, so a spike never tears down what runs). It grows the types the optimum has more of than
   held where that carries the workload (a replica the optimum does not want is paid for until the
-  down path removes it), and it brings in a GPU type not running now only when that is cheaper by
-  more than `down_margin` than growing the running types (the switching cost: the new replicas start
-  and are held through the down delay for a saving that must outlast them);
+  down path removes it);
 - down (or a re-mix to other GPU types) late: only when, for `down_delay_s` since the last change,
   every optimum was cheaper than the held mix by more than `down_margin`; the adopted mix is the
   replica-wise maximum of those optima, which carries every workload of that stretch.
@@ -24,6 +30,7 @@ workload reading at all, keeps the held targets.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -66,25 +73,48 @@ def mix_cost(replicas: Mapping[str, int], costs: Mapping[str, float]) -> float:
     return sum(costs.get(g, 0.0) * n for g, n in replicas.items())
 
 
-def prefer_running(mix: dict[str, int], same: dict[str, int] | None, costs: Mapping[str, float],
-                   policy: MixPolicy) -> dict[str, int]:
-    """The switching cost: `mix` brings in GPU types not running now; `same` carries the same workload on
-    the running types only. `mix` is worth it only when cheaper than `same` by more than `down_margin`."""
-    if same is not None and mix_cost(mix, costs) > mix_cost(same, costs) * (1.0 - policy.down_margin):
-        return dict(same)
-    return dict(mix)
+def per_request_cost(gpus: list[melange.GpuProfile], distribution: list[list[float]], types: set[str]) -> float:
+    """The workload's cost per hour at fractional replicas (per unit of rate, any unit): each bucket
+    served wholly by its cheapest type per request among `types`; inf when a bucket with load has none."""
+    total = 0.0
+    for o, row in enumerate(distribution):
+        for i, share in enumerate(row):
+            if share <= 0:
+                continue
+            best = min((g.cost / g.tputs[o][i] for g in gpus if g.name in types and g.tputs[o][i] > 0),
+                       default=float("inf"))
+            total += share * best
+    return total
+
+
+def open_types(gpus: list[melange.GpuProfile], distribution: list[list[float]], rps: float, running: set[str],
+               policy: MixPolicy) -> set[str]:
+    """The GPU types the solves may use for this workload (`distribution` on the grid, `rps` in all): the
+    running ones (with nothing running, the single type that serves the whole workload with the cheapest
+    whole replicas), and every type when that makes the workload cheaper for good, by more than
+    `down_margin` at fractional replicas (so not by filling an integer remainder); every type too when the
+    base cannot serve the workload at all."""
+    everything = {g.name for g in gpus}
+    base = running
+    if not base:
+        total = sum(map(sum, distribution)) or 1.0
+        scale = rps * (1.0 + policy.headroom) / total
+
+        def alone(g: melange.GpuProfile) -> float:   # whole replicas of g alone, times its price
+            replicas = scale * per_request_cost([g], distribution, {g.name}) / g.cost if g.cost > 0 else 0.0
+            return math.ceil(replicas - 1e-9) * g.cost if replicas < float("inf") else replicas
+        price = {g.name: alone(g) for g in gpus}
+        cheapest = min(sorted(price), key=lambda name: price[name])
+        base = {cheapest} if price[cheapest] < float("inf") else everything
+    if per_request_cost(gpus, distribution, everything) < per_request_cost(gpus, distribution, base) * (
+            1.0 - policy.down_margin):
+        return everything
+    return set(base)
 
 
 def step(memory: MixMemory, now: float, optimum: dict[str, int], grown: dict[str, int],
-         costs: Mapping[str, float], policy: MixPolicy, allow_down: bool = True,
-         stay: dict[str, int] | None = None) -> tuple[bool, str]:
-    """Update memory.held from this interval's optimum and grown mix; (changed, why).
-
-    stay: the cheapest mix that carries the workload growing only the GPU types running now (None: none
-    does). A grown mix that brings in a type not running now is adopted only when it is cheaper than stay
-    by more than `down_margin` (the switching cost: a new type's replicas start, and are held through the
-    down delay, for a saving that must outlast them); otherwise stay is adopted.
-    """
+         costs: Mapping[str, float], policy: MixPolicy, allow_down: bool = True) -> tuple[bool, str]:
+    """Update memory.held from this interval's optimum and grown mix; (changed, why)."""
     if memory.held is None:
         memory.held, memory.changed_at, memory.history = dict(optimum), now, [(now, dict(optimum))]
         return True, "first targets"
@@ -93,11 +123,6 @@ def step(memory: MixMemory, now: float, optimum: dict[str, int], grown: dict[str
     memory.history = [(t, m) for t, m in memory.history if t >= now - policy.down_delay_s - 1e-9]
     if any(grown.get(g, 0) > held.get(g, 0) for g in grown):
         why = "the held mix cannot carry the workload: added replicas"
-        new_types = any(n > 0 and held.get(g, 0) <= 0 for g, n in grown.items())
-        if new_types and stay is not None and all(stay.get(g, 0) >= n for g, n in held.items()):
-            kept = prefer_running(grown, stay, costs, policy)
-            if kept != grown:
-                grown, why = kept, why + " of the running GPU types (a new type is not cheaper by the margin)"
         memory.held, memory.changed_at, memory.history = dict(grown), now, [(now, dict(optimum))]
         return True, why
     if not allow_down or now - memory.changed_at < policy.down_delay_s - 1e-9:
@@ -118,12 +143,20 @@ def plan(gpus: list[melange.GpuProfile], distribution: list[list[float]], rps: f
     """Solve for the workload (distribution on the profiles' grid, rps in total) and apply the hysteresis."""
     costs = {g.name: g.cost for g in gpus}
     zero = {g.name: 0 for g in gpus}
+    floor = {g: n for g, n in (memory.held or {}).items() if g in costs and n > 0}
+    closed: dict[str, int] = {}   # max_count 0 for the types the solves may not bring in
+    if rps > 0:
+        allowed = open_types(gpus, distribution, rps, set(floor), policy)
+        closed = {g: 0 for g in costs if g not in allowed}
+
+    def solve(min_count: dict[str, int], max_count: dict[str, int]) -> melange.Solution:
+        return melange.solve(melange.Problem(gpus, distribution, rps * (1.0 + policy.headroom),
+                                             slice_factor=policy.slice_factor, min_count=min_count,
+                                             max_count={**max_count, **closed}, time_limit_s=time_limit_s))
     if rps <= 0:
         optimum, ms = dict(zero), 0.0
     else:
-        problem = melange.Problem(gpus, distribution, rps * (1.0 + policy.headroom),
-                                  slice_factor=policy.slice_factor, time_limit_s=time_limit_s)
-        best = melange.solve(problem)
+        best = solve({}, {})
         ms = best.solve_ms
         if not best.feasible:
             held = memory.held
@@ -131,36 +164,19 @@ def plan(gpus: list[melange.GpuProfile], distribution: list[list[float]], rps: f
                            mix_cost(held or {}, costs), ms)
         optimum = {k: int(v) for k, v in best.replicas.items()}
     grown = dict(optimum)
-    stay: dict[str, int] | None = None
     if memory.held is not None:
         grown = dict(memory.held)
-        floor = {g: n for g, n in memory.held.items() if g in costs and n > 0}
         if rps > 0:
             # the cheapest mix with at least the held replicas: the held mix itself when it carries the workload
             # growing only the types the optimum has more of (replicas the optimum does not want would be
             # paid for until the down path removes them), else any type
             toward = {g: memory.held.get(g, 0) for g in costs if optimum.get(g, 0) <= memory.held.get(g, 0)}
             for cap in (toward, {}):
-                problem = melange.Problem(gpus, distribution, rps * (1.0 + policy.headroom),
-                                          slice_factor=policy.slice_factor, min_count=floor, max_count=cap,
-                                          time_limit_s=time_limit_s)
-                more = melange.solve(problem)
+                more = solve(floor, cap)
                 ms += more.solve_ms
                 if more.feasible:
                     grown = {k: int(v) for k, v in more.replicas.items()}
                     break
-            running = {g for g, n in floor.items() if n > 0}
-            if running and any(n > 0 and g not in running for g, n in grown.items()):
-                # the switching cost: the same, growing only the types running now
-                problem = melange.Problem(gpus, distribution, rps * (1.0 + policy.headroom),
-                                          slice_factor=policy.slice_factor, min_count=floor,
-                                          max_count={g: 0 for g in costs if g not in running},
-                                          time_limit_s=time_limit_s)
-                same = melange.solve(problem)
-                ms += same.solve_ms
-                if same.feasible:
-                    stay = {k: int(v) for k, v in same.replicas.items()}
-    changed, why = step(memory, now, optimum, grown, costs, policy, allow_down, stay)
+    changed, why = step(memory, now, optimum, grown, costs, policy, allow_down)
     held = memory.held or {}
     return MixPlan(dict(held), changed, why, rps, optimum, mix_cost(held, costs), ms)
-

@@ -89,25 +89,31 @@ def test_a_partial_reading_never_shrinks_and_no_profile_fit_keeps_the_targets() 
     assert only_small.targets == held and "no GPU type can serve" in only_small.reason
 
 
-def test_growing_brings_in_a_new_gpu_type_only_when_it_saves_the_margin() -> None:
-    costs = {"small": 1.0, "big": 3.0}
-    # held: 2 big; the workload grew. Growing the running type costs 9 (3 big); with a new type 8 (2 big + 2 small):
-    # 11 % cheaper, more than the 10 % margin, so the new type comes in
-    memory = gpu_mix.MixMemory({"small": 0, "big": 2}, 0.0, [])
-    changed, why = gpu_mix.step(memory, 10.0, {"small": 2, "big": 2}, {"small": 2, "big": 2}, costs, POLICY,
-                                stay={"small": 0, "big": 3})
-    assert changed and memory.held == {"small": 2, "big": 2} and "running" not in why
-    # 2 big + 3 small = 9 is not cheaper by the margin than 3 big: grow the running type
-    memory = gpu_mix.MixMemory({"small": 0, "big": 2}, 0.0, [])
-    changed, why = gpu_mix.step(memory, 10.0, {"small": 3, "big": 2}, {"small": 3, "big": 2}, costs, POLICY,
-                                stay={"small": 0, "big": 3})
-    assert changed and memory.held == {"small": 0, "big": 3} and "running GPU types" in why
-    # growing a type already running is not a switch: adopted as before
-    memory = gpu_mix.MixMemory({"small": 1, "big": 2}, 0.0, [])
-    changed, _ = gpu_mix.step(memory, 10.0, {"small": 2, "big": 2}, {"small": 2, "big": 2}, costs, POLICY,
-                              stay={"small": 0, "big": 3})
-    assert changed and memory.held == {"small": 2, "big": 2}
-    assert gpu_mix.prefer_running({"small": 3, "big": 2}, None, costs, POLICY) == {"small": 3, "big": 2}
+def test_a_new_gpu_type_comes_in_for_a_lasting_saving_not_to_fill_a_remainder() -> None:
+    # the same price per request on short prompts: a third of the price for a third of the rate
+    small, big = GpuProfile("small", 1.0, [[10.0, 0.5]]), GpuProfile("big", 3.0, [[30.0, 4.0]])
+    memory = gpu_mix.MixMemory({"small": 0, "big": 2}, 0.0, [(0.0, {"small": 0, "big": 2})])   # 2 big run
+    # 65 req/s: 2 big + 1 small (7) is 22 % cheaper than 3 big (9), but only by filling the integer
+    # remainder of this rate; per request the types cost the same, so the running type grows
+    plan = gpu_mix.plan([small, big], [[65.0, 0.0]], 65.0, memory, 10.0, POLICY)
+    assert plan.optimum == {"small": 0, "big": 3} and memory.held == {"small": 0, "big": 3}
+    assert gpu_mix.open_types([small, big], [[65.0, 0.0]], 65.0, {"big"}, POLICY) == {"big"}
+    # with nothing running, the fleet starts on the cheapest single type (not 6 big + 1 small for 65 req/s)
+    assert gpu_mix.plan([small, big], [[65.0, 0.0]], 65.0, gpu_mix.MixMemory(), 0.0, POLICY).targets in (
+        {"small": 0, "big": 3}, {"small": 7, "big": 0})
+    # and on the type whose whole replicas cost least: 20 req/s is 2 small (2), not 1 big (3)
+    assert gpu_mix.open_types([small, big], [[20.0, 0.0]], 20.0, set(), POLICY) == {"small"}
+    # a mix where the other type is cheaper per request for good (long prompts on big) brings it in
+    memory = gpu_mix.MixMemory()
+    gpu_mix.plan([small, big], [[20.0, 0.0]], 20.0, memory, 0.0, POLICY)
+    assert memory.held == {"small": 2, "big": 0}
+    assert gpu_mix.open_types([small, big], [[2.0, 3.0]], 5.0, {"small"}, POLICY) == {"small", "big"}
+    plan = gpu_mix.plan([small, big], [[2.0, 3.0]], 5.0, memory, 10.0, POLICY)
+    assert memory.held["big"] >= 1
+    # a bucket no running type serves makes any type pay
+    only_long = GpuProfile("small", 1.0, [[10.0, 0.0]])
+    assert gpu_mix.per_request_cost([only_long, big], [[1.0, 1.0]], {"small"}) == float("inf")
+    assert gpu_mix.open_types([only_long, big], [[1.0, 1.0]], 2.0, {"small"}, POLICY) == {"small", "big"}
 
 
 def test_plan_grows_toward_the_optimum_and_not_with_replicas_it_does_not_want() -> None:
