@@ -53,7 +53,7 @@ image:
 	docker build --target node -t brix-node:$(VERSION) .
 	docker build --target full -t brix:$(VERSION) .
 
-demo: venv kube
+demo: venv redis kube
 	$(VENV)/bin/brix up
 
 # ruff; the import contracts in .importlinter (components independent, pure modules free of I/O,

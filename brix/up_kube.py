@@ -14,13 +14,18 @@ Demo traffic, each step through a real protocol:
    `brix controllers` (deploy/local/controllers) writing the Deployment's /scale;
 7. a ModelAdapter: a LoRA adapter loaded on an engine by the operator and chatted with by name;
 8. a RayClusterFleet of two multi-node Ray clusters: the operator creates their RayClusters
-   (KubeRay, not installed here, would run them).
+   (KubeRay, not installed here, would run them);
+9. a KVCache pool of two servers (the operator's StatefulSet, membership in a redis-server that
+   `brix up` runs as the cluster's external metadata store) and two engines on it: a prompt one
+   engine computed is prefilled from the pool by the other.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import shutil
+import socket
 import threading
 import time
 import urllib.request
@@ -32,6 +37,7 @@ from brix.kube.cluster import ClusterSettings, LocalCluster, start
 from brix.up_components import run_brix
 from brix.up_demo import gpu_mix, post_json
 from brix.up_plan import GPU_TYPES, UpSettings, say
+from brix.vllm_metrics import samples
 
 NAMESPACE = "default"
 
@@ -61,6 +67,7 @@ def run(settings: UpSettings) -> int:
     say(f"starting the real control plane and {settings.nodes} GPU nodes in {settings.workdir / 'kube'}")
     cluster = start(ClusterSettings(workdir=settings.workdir / "kube", nodes=settings.nodes,
                                     gpus_per_node=settings.gpus_per_node))
+    redis: procs.ManagedProcess | None = None
     try:
         rss = cluster.plane.rss_mib()
         say(f"control plane ready in {cluster.timings['control_plane_s']:.1f} s, cluster with deploy/local in "
@@ -81,7 +88,8 @@ def run(settings: UpSettings) -> int:
         gateway = _gateway_url(cluster)
         say(f"gateway (Kubernetes discovery): {gateway}/v1/chat/completions")
         if settings.demo:
-            demo(cluster, settings, gateway)
+            redis = _metadata_redis(settings)
+            demo(cluster, settings, gateway, redis)
         deadline = time.monotonic() + settings.duration if settings.duration > 0 else float("inf")
         say("running; press Ctrl-C to stop" if settings.duration <= 0 else f"running for {settings.duration:g}s more")
         while time.monotonic() < deadline:
@@ -95,6 +103,8 @@ def run(settings: UpSettings) -> int:
     finally:
         say("stopping: node agent (its pods' processes), kube-scheduler, controller-manager, apiserver, etcd")
         cluster.stop()
+        if redis is not None:
+            redis.stop()
 
 
 def _gateway_url(cluster: LocalCluster) -> str:
@@ -107,8 +117,8 @@ def _allocatable(cluster: LocalCluster, node: str) -> str:
     return str(cluster.get_json("node", node)["status"]["allocatable"].get("nvidia.com/gpu"))
 
 
-def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
-    say("demo 1/8: chatting through the gateway, which found the engine pods through the API")
+def demo(cluster: LocalCluster, settings: UpSettings, gateway: str, redis: procs.ManagedProcess | None) -> None:
+    say("demo 1/9: chatting through the gateway, which found the engine pods through the API")
 
     def gateway_knows_model() -> bool:
         try:
@@ -128,7 +138,7 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
             f"in {1000 * (time.perf_counter() - started):.0f} ms")
 
     victim = cluster.node_names[0]
-    say(f"demo 2/8: XID 79 (GPU fell off the bus) on {victim} GPU 1")
+    say(f"demo 2/9: XID 79 (GPU fell off the bus) on {victim} GPU 1")
     before = _allocatable(cluster, victim)
     injected = time.perf_counter()
     run_brix("nvml-mock", "inject", "--config", str(cluster.mock_gpu_config(victim)), "--gpu", "1", "--xid", "79")
@@ -136,7 +146,7 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
     say(f"  Node {victim} allocatable nvidia.com/gpu {before} -> {_allocatable(cluster, victim)} "
         f"{time.perf_counter() - injected:.2f} s after the fault (device plugin -> node agent -> API)")
 
-    say("demo 3/8: a pod asking for an L20 GPU, which no node has: kube-scheduler asks the extender")
+    say("demo 3/9: a pod asking for an L20 GPU, which no node has: kube-scheduler asks the extender")
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": "l20-engine", "annotations": {"scheduling.brix.dev/gpu-types": "L20"}},
            "spec": {"containers": [{"name": "c", "image": "brix:0.1.0", "args": ["version"],
@@ -149,16 +159,17 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str) -> None:
     say(f"  FailedScheduling: {cluster.wait_for('FailedScheduling', reason, 60)}")
     cluster.kubectl("-n", NAMESPACE, "delete", "pod", "l20-engine", "--wait=false")
 
-    say(f"demo 4/8: healing {victim} GPU 1 (the device plugin's quiet period is 30 s)")
+    say(f"demo 4/9: healing {victim} GPU 1 (the device plugin's quiet period is 30 s)")
     healed = time.perf_counter()
     run_brix("nvml-mock", "inject", "--config", str(cluster.mock_gpu_config(victim)), "--gpu", "1", "--heal")
     cluster.wait_for("allocatable back", lambda: _allocatable(cluster, victim) == before, 90, 0.2)
     say(f"  allocatable back to {before} {time.perf_counter() - healed:.1f} s after the heal")
 
-    gpu_mix(settings, "5/8")
-    autoscale(cluster, settings, gateway, "6/8")
-    model_adapter(cluster, settings, gateway, "7/8")
-    ray_fleet(cluster, "8/8")
+    gpu_mix(settings, "5/9")
+    autoscale(cluster, settings, gateway, "6/9")
+    model_adapter(cluster, settings, gateway, "7/9")
+    ray_fleet(cluster, "8/9")
+    kv_cache(cluster, redis, "9/9")
     say("demo done")
 
 
@@ -210,15 +221,8 @@ def model_adapter(cluster: LocalCluster, settings: UpSettings, gateway: str, ste
     body = {"apiVersion": "model.brix.dev/v1alpha1", "kind": "ModelAdapter", "metadata": {"name": name},
             "spec": {"baseModel": settings.model, "artifactURL": f"huggingface://brix-demo/{name}", "replicas": 1,
                      "podSelector": {"matchLabels": {"model.brix.dev/name": settings.model}}}}
-    started = time.perf_counter()
-    cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(body))
-
-    def running() -> dict[str, Any] | None:
-        status = cluster.get_json("-n", NAMESPACE, f"modeladapters.model.brix.dev/{name}").get("status") or {}
-        return status if status.get("phase") == "Running" else None
-    status = cluster.wait_for(f"ModelAdapter {name} to be Running", running, 90)
-    say(f"  Running on {', '.join(status.get('instances') or [])} {time.perf_counter() - started:.1f} s after "
-        "kubectl apply")
+    status, seconds = _apply_until_phase(cluster, body, f"modeladapters.model.brix.dev/{name}", "Running")
+    say(f"  Running on {', '.join(status.get('instances') or [])} {seconds:.1f} s after kubectl apply")
     headers = cluster.wait_for(f"the gateway to route {name}", lambda: _try_chat(gateway, name), 30)
     say(f"  chat with model={name}: served by {headers.get('x-brix-endpoint', '?')}")
     print(cluster.kubectl("-n", NAMESPACE, "get", "modeladapters").stdout, flush=True)
@@ -245,8 +249,96 @@ def ray_fleet(cluster: LocalCluster, step: str) -> None:
         "counts a cluster ready once KubeRay says so")
 
 
+def _apply_until_phase(cluster: LocalCluster, body: dict[str, Any], resource: str, phase: str,
+                       timeout: float = 90) -> tuple[dict[str, Any], float]:
+    """kubectl apply `body`, then wait until its status.phase is `phase`: (status, seconds it took)."""
+    started = time.perf_counter()
+    cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(body))
+
+    def reached() -> dict[str, Any] | None:
+        status = cluster.get_json("-n", NAMESPACE, resource).get("status") or {}
+        return status if status.get("phase") == phase else None
+    status = cluster.wait_for(f"{resource} to be {phase}", reached, timeout)
+    return status, time.perf_counter() - started
+
+
 def _try_chat(gateway: str, model: str) -> dict[str, str] | None:
     try:
         return _chat(gateway, model, "SELECT the answer", 8)
     except OSError:       # 404 until the gateway has learnt the adapter
         return None
+
+
+def _metadata_redis(settings: UpSettings) -> procs.ManagedProcess | None:
+    """A redis-server on loopback, standing for the external Redis a KVCache's membership lives in
+    (the node agent runs only Brix containers, so `metadata.redis.managed` cannot run here)."""
+    if not shutil.which("redis-server"):
+        return None
+    port = procs.free_port()
+    redis = procs.start("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                                  "--appendonly", "no"], settings.workdir / "redis.log")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return redis
+        time.sleep(0.05)
+    redis.stop()
+    return None
+
+
+def _redis_port(redis: procs.ManagedProcess) -> int:
+    return int(redis.argv[redis.argv.index("--port") + 1])
+
+
+def _engine_metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        return sum(value for _labels, value in samples(response.read().decode(), name))
+
+
+def kv_cache(cluster: LocalCluster, redis: procs.ManagedProcess | None, step: str) -> None:
+    name = "llama2-7b-kv"
+    if redis is None:
+        say(f"demo {step}: KVCache skipped (no redis-server for the pool's membership; make redis installs it)")
+        return
+    address = f"127.0.0.1:{_redis_port(redis)}"
+    say(f"demo {step}: a KVCache pool of 2 servers, membership in Redis at {address}; 2 engines share prefill "
+        "through it")
+    body = {"apiVersion": "orchestration.brix.dev/v1alpha1", "kind": "KVCache", "metadata": {"name": name},
+            "spec": {"mode": "distributed", "replicas": 2, "capacity": "256MiB", "eviction": "s3fifo",
+                     "metadata": {"redis": {"address": address}}, "cache": {"image": "brix:0.1.0"}}}
+    status, seconds = _apply_until_phase(cluster, body, f"kvcaches.orchestration.brix.dev/{name}", "Ready")
+    pool_url = status["poolURL"]
+    say(f"  Ready ({status['readyReplicas']}/{status['replicas']} servers) {seconds:.1f} s after kubectl apply; "
+        f"engines pass --kv-pool={pool_url}")
+    engines = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "kv-engines"},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "kv-engines"}},
+                        "template": {"metadata": {"labels": {"app": "kv-engines"}},
+                                     "spec": {"enableServiceLinks": False, "terminationGracePeriodSeconds": 5,
+                                              "containers": [{
+                                                  "name": "engine", "image": "brix:0.1.0",
+                                                  "args": ["engine-mock", "--host=0.0.0.0", "--port=8000",
+                                                           "--model=kv-demo", "--gpu-type=A10",
+                                                           "--max-model-len=16384", f"--kv-pool={pool_url}"],
+                                                  "readinessProbe": {"httpGet": {"path": "/health", "port": 8000},
+                                                                     "periodSeconds": 1}}]}}}}
+    cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(engines))
+    cluster.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/kv-engines", "--timeout=90s", timeout=100)
+    pods = cluster.get_json("-n", NAMESPACE, "pods", "-l", "app=kv-engines")["items"]
+    a, b = (f"http://{p['status']['podIP']}:8000" for p in pods[:2])
+    prompt = " ".join(f"clause {i % 97} of the shared contract" for i in range(600))
+    for label, url in (("first engine (computes it)", a), ("second engine (from the pool)", b)):
+        ttft, pooled = (_engine_metric(url, m) for m in ("vllm:time_to_first_token_seconds_sum",
+                                                          "engine_mock_kv_pool_prefill_tokens_total"))
+        reply, _ = post_json(f"{url}/v1/completions", {"model": "kv-demo", "prompt": prompt, "max_tokens": 4})
+        ttft = _engine_metric(url, "vllm:time_to_first_token_seconds_sum") - ttft
+        pooled = _engine_metric(url, "engine_mock_kv_pool_prefill_tokens_total") - pooled
+        say(f"  {label} {url}: {reply['usage']['prompt_tokens']} prompt tokens, {pooled:.0f} of them from the pool; "
+            f"TTFT {1000 * ttft:.0f} ms (simulated A10)")
+        if url == a:  # the first engine writes its full blocks back to the pool asynchronously
+            blocks = reply["usage"]["prompt_tokens"] // 16
+            cluster.wait_for("the write-back to the pool", lambda n=blocks: _engine_metric(
+                a, "engine_mock_kv_pool_blocks_written_total") >= n, 30, 0.1)
+    print(cluster.kubectl("-n", NAMESPACE, "get", "kvcaches").stdout, flush=True)
+    print(cluster.kubectl("-n", NAMESPACE, "get", "statefulsets,pods", "-l",
+                          f"kvcache.orchestration.brix.dev/name={name}").stdout, flush=True)

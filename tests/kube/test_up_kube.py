@@ -41,6 +41,8 @@ def test_brix_up_runs_on_the_real_control_plane(tmp_path: Path) -> None:
     assert re.search(r"replicas 1 -> [23] .*none failed", out), out        # the PodAutoscaler scaled up
     assert re.search(r"chat with model=sql-lora: served by http://127\.", out), out  # the ModelAdapter is routed
     assert out.count("raycluster.ray.io/llama-405b-") == 2, out                  # the fleet made 2 RayClusters
+    # the KVCache's servers serve: the second engine prefilled the first engine's prompt from the pool
+    assert re.search(r"second engine \(from the pool\) \S+: \d+ prompt tokens, [1-9]\d* of them from the pool", out), out
     assert "demo done" in out and out.rstrip().endswith("stopped")
     # every process of the cluster was stopped by PID: nothing of it is left running
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "up")], capture_output=True, text=True)
