@@ -64,9 +64,11 @@ class _Connection(FrameProtocol):
         self.closed = False
         self.timeout = timeout
         self._watchdog: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        self._loop = asyncio.get_running_loop()
         self._watch()
 
     def _watch(self) -> None:
@@ -75,7 +77,7 @@ class _Connection(FrameProtocol):
         a request so times out between `timeout` and 1.25 x `timeout` after it was sent."""
         if self.closed:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if self.pending and self.pending[0][2] <= loop.time():
             # the reply may still come and would be taken for the next request's: drop the connection
             self.close(TimeoutError(f"no reply within {self.timeout} s"))
@@ -152,7 +154,7 @@ class _Connection(FrameProtocol):
     async def call(self, op: int, buffers: Sequence[bytes | memoryview]) -> Reply:
         if self.closed or self.transport is None:
             raise ConnectionResetError("the connection is closed")
-        loop = asyncio.get_running_loop()
+        loop = self._loop   # not asyncio.get_running_loop(): that is a getpid() system call per request
         fut: asyncio.Future[Reply] = loop.create_future()
         self.pending.append((op, fut, loop.time() + self.timeout))
         self.transport.writelines(buffers)  # type: ignore[arg-type]

@@ -67,9 +67,10 @@ async def run_ops(op, total: int, concurrency: int) -> float:  # type: ignore[no
     return time.perf_counter() - t0
 
 
-async def bench_pool(url: str, values: list[bytes], concurrency: int, batch: int) -> dict[str, float]:
+async def bench_pool(url: str, values: list[bytes], concurrency: int, batch: int,
+                     connections: int = 0) -> dict[str, float]:
     n = len(values)
-    async with PoolClient(url, connections=concurrency, timeout_s=30) as client:
+    async with PoolClient(url, connections=connections or concurrency, timeout_s=30) as client:
         if batch == 1:
             put_s = await run_ops(lambda i: client.put(NS, [(i, values[i])]), n, concurrency)
             get_s = await run_ops(lambda i: client.get(NS, [i]), n, concurrency)
@@ -124,6 +125,9 @@ def main() -> int:
     ap.add_argument("--bytes-2m", type=int, default=512 << 20, help="bytes moved per 2 MiB round (each way)")
     ap.add_argument("--rounds", type=int, default=5, help="measured rounds per cell, alternating pool and Redis")
     ap.add_argument("--warmup", type=int, default=1, help="unmeasured rounds per side before a cell's rounds")
+    ap.add_argument("--pool-connections", type=int, default=0,
+                    help="the pool client's connections (default: --concurrency, one request in flight on each, "
+                         "as redis-py; fewer pipeline several requests per connection)")
     args = ap.parse_args()
     if not shutil.which("redis-server"):
         print("redis-server not found: install it (make redis / apt-get install redis-server)")
@@ -147,7 +151,8 @@ def main() -> int:
             p.wait_ready(30)
         time.sleep(0.3)
         print(f"cpus={os.cpu_count()} loop={loop_name} crc32={CRC32_IMPL} concurrency={args.concurrency} "
-              f"batch={args.batch} rounds={args.rounds} warmup={args.warmup} load={os.getloadavg()[0]:.1f} "
+              f"batch={args.batch} pool_connections={args.pool_connections or args.concurrency} rounds={args.rounds} "
+              f"warmup={args.warmup} load={os.getloadavg()[0]:.1f} "
               f"(client and both servers share the machine; logs {logs})")
         rows = []
         ratios: dict[tuple[int, int], list[tuple[float, float]]] = {}
@@ -165,7 +170,7 @@ def main() -> int:
                     for side in order:
                         if side == "pool":
                             runs[side].append(runner(bench_pool(f"kvcache://127.0.0.1:{port}", values,
-                                                                args.concurrency, batch)))
+                                                                args.concurrency, batch, args.pool_connections)))
                             runner(_drop_all(f"kvcache://127.0.0.1:{port}", n))  # make room for the next round
                         else:
                             runs[side].append(runner(bench_redis(f"redis://127.0.0.1:{rport}/0", values,
