@@ -6,12 +6,18 @@ start-up delay), on the Splitwise conversation and code traces mixed (../shared/
 1. AIBrix's A100 and A40 profiles (../shared/data/profiles): the A40 alone is the cheapest in
    every bucket, so the mix must come out at the A40 fleet's cost (ratio 1.00).
 2. Profiles that `brix profile` makes, in this run, from engine-mock's A10 and A100 models
-   (Mélange's example prices $1.01/h and $3.67/h): the types cross over (A10 on long prompts with
-   short answers, A100 on long answers), so the mix should be cheaper. Also on each trace alone.
+   (Mélange's example prices $1.01/h and $3.67/h) under TTFT p99 2.5 s and TPOT p99 100 ms (a
+   TTFT-only SLO lets an engine slow its answers down without limit): the mix must cost no more
+   than the A100 alone, and less where the types cross over. Also on each trace alone. The
+   profiles print per bucket and the fractional bound: what the trace costs with each request
+   served by its cheapest type per request, against the A100 alone.
 
 Goal (issue 17): never more expensive than the cheapest single type; cheaper where types cross over.
 
     .venv/bin/python hack/bench/bench_gpu_mix.py [--speed-a10 10] [--speed-a100 5] [--workdir DIR] [--reuse-profiles]
+
+Making the two profiles takes ~45 min on the 2-core development machine (both at once); with
+--reuse-profiles the rest takes ~20 s.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ DATA = ROOT.parent / "shared" / "data"
 CONV, CODE = DATA / "traces" / "splitwise_conv.csv", DATA / "traces" / "splitwise_code.csv"
 AIBRIX = [DATA / "profiles" / "simulator-llama2-7b-a100.json", DATA / "profiles" / "simulator-llama2-7b-a40.json"]
 BUCKETS = "16,64,256,1024/256,1024,4096,8192"
-SLO = "ttft_p99=2.5s"
+SLO = "ttft_p99=2.5s,tpot_p99=0.1s"
 
 
 def sim(profiles: list[Path], traces: list[Path], extra: list[str]) -> dict[str, object]:
@@ -70,6 +76,19 @@ def make_profiles(workdir: Path, speed: dict[str, float], reuse: bool) -> tuple[
             engine.stop()
     seconds = {gpu: json.loads(out.read_text())["benchmark"]["seconds"] for gpu, out in paths.items()}
     return list(paths.values()), seconds
+
+
+def fractional_bound(docs: list[dict[str, object]], traces: list[Path]) -> float:
+    """What the trace's requests cost served each by its cheapest type per request (fractional replicas),
+    over the same on the last type alone (the A100): the most any mix can save, before whole replicas."""
+    from controllers.autoscaler.mix_sim import load_requests, per_second_grid
+    from scheduler_ext.gpu_mix import per_request_cost
+    from scheduler_ext.solvers.melange import GpuProfile
+
+    gpus = [GpuProfile(str(d["gpu"]), float(d["cost"]), d["tputs"]) for d in docs]  # type: ignore[arg-type]
+    seconds = per_second_grid(load_requests(traces), docs[0]["indexes"])  # type: ignore[arg-type]
+    total = [[sum(s[o][i] for s in seconds) for i in range(len(seconds[0][0]))] for o in range(len(seconds[0]))]
+    return per_request_cost(gpus, total, {g.name for g in gpus}) / per_request_cost(gpus, total, {gpus[-1].name})
 
 
 def report(name: str, result: dict[str, object]) -> None:
@@ -110,6 +129,16 @@ def main() -> int:
         doc = json.loads(path.read_text())
         print(f"{path.name}: cost {doc['cost']}/h, tputs (rows: completion {doc['indexes'][0]}, "
               f"cols: prompt {doc['indexes'][1]}): {doc['tputs']}")
+    docs = [json.loads(path.read_text()) for path in profiles]
+    print("price per request, A100 / A10 (below 1: the A100 is cheaper there; '-': only one type serves it):")
+    a10, a100 = docs
+    for o, out in enumerate(a10["indexes"][0]):
+        cells = [(a100["cost"] / y) / (a10["cost"] / x) if x > 0 and y > 0 else None
+                 for x, y in zip(a10["tputs"][o], a100["tputs"][o], strict=True)]
+        print(f"  completion {out:>5}: " + "  ".join("   -" if c is None else f"{c:4.2f}" for c in cells))
+    for name, traces in (("conv + code", [CONV, CODE]), ("conv", [CONV]), ("code", [CODE])):
+        print(f"fractional bound, {name}: each request on its cheapest type per request costs "
+              f"{fractional_bound(docs, traces):.3f}x the A100 alone")
     report("engine-mock A10 + A100 (brix profile), Splitwise conv + code mixed", sim(profiles, [CONV, CODE], extra))
     report("engine-mock A10 + A100, Splitwise conv alone", sim(profiles, [CONV], extra))
     report("engine-mock A10 + A100, Splitwise code alone", sim(profiles, [CODE], extra))
