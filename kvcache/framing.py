@@ -13,6 +13,13 @@ Small reads (headers, short bodies, the few bytes before each value) go through 
 buffer, so one recv takes in many small frames; what a recv brings past the current field is fed
 into the next buffers in order (at most 4 KiB is copied so). A field of at least DIRECT bytes is
 read by the kernel straight into its own buffer.
+
+Whole frames: a subclass that expects a large frame next (`frame_guess`, e.g. a server that just
+got a one-value PUT of 64 KiB) gets it read in one recv into a buffer of that size plus SLACK, and
+handles it there (`whole_frame`: the value is a view into that buffer, no copy). The usual path
+takes three reads per such frame (the scratch, the value, and one that finds the socket empty,
+because the value's buffer was filled exactly); a read that stops short of its buffer ends there.
+A frame that is not the one expected is fed through the usual path from that buffer.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from kvcache import protocol as p
 
 SCRATCH = 4096
 DIRECT = 2048  # read fields this large straight into their buffer, not through the scratch
+SLACK = 64     # a whole-frame read's room past the expected frame (a short read needs no second one)
 
 try:  # an uninitialized bytearray (CPython's C API; every byte is written by recv before use)
     import ctypes
@@ -57,6 +65,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._direct = False
         self._dead = False
         self._paused = False
+        self._whole: bytearray | None = None   # the buffer of a whole-frame read in progress
         self._drained: asyncio.Future[None] | None = None
 
     # --- subclass hooks ------------------------------------------------------------------
@@ -66,6 +75,15 @@ class FrameProtocol(asyncio.BufferedProtocol):
     def bad_frame(self, error: p.ProtocolError, request_id: int) -> None:
         assert self.transport is not None
         self.transport.close()
+
+    def frame_guess(self) -> int:
+        """Bytes of the frame expected next when it is large enough to be read whole, else 0."""
+        return 0
+
+    def whole_frame(self, buf: bytearray, nbytes: int) -> int:
+        """Handle the frame at the start of buf (nbytes read) if it is the expected kind and complete:
+        its length; 0 to have the bytes read the usual way."""
+        return 0
 
     def read_body(self, body_len: int, code: int, count: int, request_id: int) -> Reader:
         """Read one frame's body (yield buffers to fill), then deliver it; raise ProtocolError
@@ -78,7 +96,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
     # --- the frame loop ------------------------------------------------------------------
     def _frames(self) -> Reader:
         head = bytearray(p.HEADER_SIZE)
-        head_view = memoryview(head)
+        head_view = self._head_view = memoryview(head)
         parse = p.parse_header
         while True:
             yield head_view
@@ -102,7 +120,14 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         target = self._target
-        if len(target) - self._tpos >= DIRECT and not self._dead:
+        if self._dead:
+            return self._scratch_view
+        if self._tpos == 0 and target is self._head_view:   # between frames
+            guess = self.frame_guess()
+            if guess:
+                self._whole = alloc(guess + SLACK)
+                return memoryview(self._whole)
+        if len(target) - self._tpos >= DIRECT:
             self._direct = True
             return target[self._tpos:]
         self._direct = False
@@ -111,17 +136,27 @@ class FrameProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self._dead:
             return
+        whole = self._whole
+        if whole is not None:
+            self._whole = None
+            used = self.whole_frame(whole, nbytes)
+            if used < nbytes:
+                self._feed(memoryview(whole)[used:nbytes])
+            return
         if self._direct:
             self._tpos += nbytes
             if self._tpos == len(self._target):
                 self._advance()
             return
-        scratch = self._scratch_view
-        off = 0
+        self._feed(self._scratch_view[:nbytes])
+
+    def _feed(self, data: memoryview) -> None:
+        """Copy received bytes into the buffers the frame reader wants, in order."""
+        off, nbytes = 0, len(data)
         while off < nbytes and not self._dead:
             target, tpos = self._target, self._tpos
             k = min(len(target) - tpos, nbytes - off)
-            target[tpos:tpos + k] = scratch[off:off + k]
+            target[tpos:tpos + k] = data[off:off + k]
             off += k
             self._tpos = tpos + k
             if self._tpos == len(target):

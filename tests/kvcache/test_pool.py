@@ -147,6 +147,54 @@ def test_a_value_whose_checksum_does_not_match_is_not_stored(brix_process) -> No
     assert items[0] is not None and bytes(items[0][0]) == good and items[1] is None
 
 
+def test_frames_after_a_large_put_on_one_connection_are_each_answered(brix_process) -> None:  # type: ignore[no-untyped-def]
+    """After a one-value PUT of 64 KiB the server reads the next frame whole, expecting another such
+    PUT (kvcache/framing.py): frames that are not that one, several frames in one read, a frame
+    split over reads and a malformed one after it are still each answered as the protocol says."""
+    addr = start_server(brix_process)
+    port = int(addr.rsplit(":", 1)[1])
+    ns = NS.encode()
+    big = [value_of(h, 64 << 10) for h in range(4)]
+
+    def put(h: int, value: bytes, rid: int) -> bytes:
+        return b"".join(p.put_request(ns, [(h, value, zlib.crc32(value))], rid))
+
+    def replies(sock: socket.socket, n: int) -> list[tuple[int, int, int, bytes]]:
+        out = []
+        for _ in range(n):
+            body_len, _, status, count, rid = p.HEADER.unpack(_recv(sock, p.HEADER_SIZE))
+            out.append((rid, status, count, _recv(sock, body_len)))
+        return out
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(put(0, big[0], 1))                           # sets the guess
+        assert replies(sock, 1) == [(1, p.OK, 1, bytes([p.STORED]))]
+        # two PUTs and a GET in one write: the first fills the guessed buffer, the rest spills over
+        sock.sendall(put(1, big[1], 2) + put(2, big[2], 3) + p.keys_request(p.GET, ns, [0, 1, 2], 4))
+        got = replies(sock, 3)
+        assert [r[:3] for r in got] == [(2, p.OK, 1), (3, p.OK, 1), (4, p.OK, 3)]
+        items = p.parse_get_reply(got[2][3], 3)
+        assert [bytes(i[0]) for i in items if i is not None] == big[:3]
+        # a PUT of another size, then one split in two writes
+        small = value_of(9, 3000)
+        sock.sendall(put(9, small, 5))
+        frame = put(3, big[3], 6)
+        sock.sendall(put(0, big[0], 7))
+        sock.sendall(frame[:100])
+        time.sleep(0.05)
+        sock.sendall(frame[100:])
+        assert [r[:2] for r in replies(sock, 3)] == [(5, p.OK), (7, p.OK), (6, p.OK)]
+        # a malformed PUT where a whole one is expected: refused, and the connection closed
+        bad = bytearray(put(8, big[0], 8))
+        struct.pack_into("<I", bad, p.HEADER_SIZE + len(ns) + 12, len(big[0]) - 1)  # the item's length
+        sock.sendall(bytes(bad))
+        rid, status, _, body = replies(sock, 1)[0]
+        assert (rid, status) == (8, p.BAD_REQUEST) and b"bytes after its 1 items" in body
+    status, count, body = raw_call(port, p.keys_request(p.GET, ns, [0, 1, 2, 3, 9, 8], 9))
+    items = p.parse_get_reply(body, count)
+    assert [bytes(i[0]) if i else None for i in items] == [*big, small, None]
+
+
 def test_a_malformed_frame_gets_an_error_that_says_what_is_wrong(brix_process) -> None:  # type: ignore[no-untyped-def]
     addr = start_server(brix_process)
     port = int(addr.rsplit(":", 1)[1])
