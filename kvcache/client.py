@@ -26,7 +26,7 @@ from typing import Any
 
 from brix.logs import kv
 from kvcache import protocol as p
-from kvcache.framing import FrameProtocol, Reader, alloc
+from kvcache.framing import DIRECT, FrameProtocol, Reader, alloc
 from kvcache.rendezvous import group_by_owner, server_seed
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ class ClientStats:
 
 
 Reply = tuple[int, int, Any]  # status, count, body (a bytearray; for an OK GET reply, its items)
-GetItems = list[tuple[bytearray, int] | None]  # (value, crc32 sent) or None (missing), per key
+Value = bytearray | memoryview  # a value as read: its own buffer, or a view of the reply's (one read per reply)
+GetItems = list[tuple[Value, int] | None]  # (value, crc32 sent) or None (missing), per key
 
 
 class _Connection(FrameProtocol):
@@ -65,6 +66,7 @@ class _Connection(FrameProtocol):
         self.timeout = timeout
         self._watchdog: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop
+        self._last_get = 0   # bytes of the last reply when it was a one-value GET reply of a large value
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -95,10 +97,33 @@ class _Connection(FrameProtocol):
         if fut is not None and not fut.done():
             fut.set_result((code, count, body))
 
+    def frame_guess(self) -> int:
+        """The size of the last one-value GET reply, when a GET is next in line (framing.py)."""
+        return self._last_get if self.pending and self.pending[0][0] == p.GET else 0
+
+    def whole_frame(self, buf: bytearray, nbytes: int) -> int:
+        """A complete OK reply with one found value at the start of buf: the value is a view of buf."""
+        if nbytes < p.HEADER_SIZE + p.GET_ITEM.size:
+            return 0
+        body_len, version, code, count, _ = p.HEADER.unpack_from(buf, 0)
+        end = p.HEADER_SIZE + body_len
+        if version != p.VERSION or code != p.OK or count != 1 or end > nbytes:
+            return 0
+        found, crc, size = p.GET_ITEM.unpack_from(buf, p.HEADER_SIZE)
+        start = p.HEADER_SIZE + p.GET_ITEM.size
+        if found != p.FOUND or start + size != end:
+            return 0
+        fut = self._next_pending()
+        if fut is not None and not fut.done():
+            fut.set_result((code, count, [(memoryview(buf)[start:end], crc)]))
+        return end
+
     def read_body(self, body_len: int, code: int, count: int, request_id: int) -> Reader:
         if code != p.OK or not self.pending or self.pending[0][0] != p.GET:
             yield from super().read_body(body_len, code, count, request_id)
             return
+        # a one-value reply large enough is likely followed by another: read the next one whole
+        self._last_get = p.HEADER_SIZE + body_len if count == 1 and body_len >= DIRECT else 0
         left = body_len
         head = bytearray(p.GET_ITEM.size)
         found_view = memoryview(head)[:1]
@@ -334,15 +359,15 @@ class PoolClient:
                 calls.append(self._call(addr, [p.keys_request(op, nsb, chunk, self._next_rid())], op))
         return chunks, calls
 
-    async def get(self, ns: p.Namespace, hashes: Sequence[int]) -> dict[int, bytearray]:
+    async def get(self, ns: p.Namespace, hashes: Sequence[int]) -> dict[int, Value]:
         """The values found, by hash (checksums verified end to end); anything else is a miss.
 
-        Each value is the buffer the socket read it into (no copy)."""
+        Each value is the buffer the socket read it into, or a view of it (no copy)."""
         if not hashes or not self.seeds:
             self.stats.misses += len(hashes)
             return {}
         chunks, calls = self._key_calls(p.GET, ns, hashes)
-        found: dict[int, bytearray] = {}
+        found: dict[int, Value] = {}
         crc32 = p.crc32
         for chunk, reply in zip(chunks, await self._all(calls), strict=True):
             if reply is None:
@@ -360,7 +385,7 @@ class PoolClient:
         self.stats.misses += len(hashes) - len(found)
         return found
 
-    async def get_prefix(self, ns: p.Namespace, hashes: Sequence[int]) -> list[bytearray]:
+    async def get_prefix(self, ns: p.Namespace, hashes: Sequence[int]) -> list[Value]:
         """The values of the leading run of `hashes` found in the pool (stops at the first miss)."""
         found = await self.get(ns, hashes)
         out = []

@@ -101,6 +101,30 @@ async def test_many_clients_at_once_read_only_whole_values_of_their_own_key_with
     assert all(c.stats.failures == 0 for c in clients)
 
 
+async def test_single_key_puts_and_gets_pipelined_on_one_connection_stay_whole(  # type: ignore[no-untyped-def]
+        brix_process) -> None:
+    """One-value PUTs and GETs of 64 KiB are read whole in one recv on both sides (framing.py); mixed
+    with other sizes, misses and batches, many in flight on one connection, every value read is its
+    key's own and whole."""
+    addr = start_server(brix_process)
+    wrong: list[str] = []
+    async with PoolClient(f"kvcache://{addr}", connections=1) as client:
+        async def worker(i: int) -> None:
+            rng = __import__("random").Random(i)
+            for round_ in range(40):
+                h = rng.randrange(64)
+                size = rng.choice([64 << 10, 64 << 10, 64 << 10, 3000, 100 << 10])
+                await client.put(NS, [(h, value_of(h, size, round_))])
+                keys = [rng.randrange(80)] if rng.random() < 0.8 else rng.sample(range(80), 4)
+                for k, v in (await client.get(NS, keys)).items():
+                    key, version = struct.unpack_from("<QQ", v)
+                    if key != k or bytes(v) != value_of(k, len(v), version):
+                        wrong.append(f"key {k} returned a value of key {key} / torn")
+        await asyncio.gather(*(worker(i) for i in range(8)))
+        assert client.stats.failures == 0 and client.stats.corrupt == 0 and client.stats.hits > 100
+    assert not wrong
+
+
 def test_used_bytes_stay_within_capacity_while_writing_ten_times_more(brix_process) -> None:  # type: ignore[no-untyped-def]
     port, http = procs.free_port(), procs.free_port()
     brix_process("kvcache", "kvcache", "serve", "--port", str(port), "--http-port", str(http), "--capacity", "1MiB",
