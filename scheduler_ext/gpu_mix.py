@@ -11,10 +11,10 @@ Hysteresis (`step`):
   worth it for good: when the workload served at fractional replicas, each bucket by its cheapest
   type per request, costs less by more than `down_margin` with every type than with the running
   types alone (`open_types`; with nothing running, than with the cheapest single type). Otherwise
-  the solves keep to the running types. An integer
-  optimum alone would bring in a cheap type to fill the remainder of the current rate (5 A100s and
-  an A10 rather than 6 A100s): that remainder moves every interval, while the new replicas start,
-  are held through the down delay and round up in their own autoscaler, so the saving never comes;
+  the solves keep to the running types. An integer optimum alone would bring in a cheap type to
+  fill the remainder of the current rate (5 A100s and an A10 rather than 6 A100s): that remainder
+  moves every interval, while the new replicas start, are held through the down delay and round
+  up in their own autoscaler, so the saving never comes;
 - up at once: when the held mix cannot carry the workload, the grown mix is adopted (it only adds
   replicas, so a spike never tears down what runs). It grows the types the optimum has more of than
   held where that carries the workload (a replica the optimum does not want is paid for until the
