@@ -17,7 +17,7 @@ $(STAMP): $(PY) pyproject.toml
 
 venv: $(STAMP)
 
-# redis-server is a real peer of the rate-limit tests. Install it through apt when we can.
+# redis-server is a real peer of the rate-limit and KV pool tests, and the demo KVCache's membership store. Install it through apt when we can.
 redis:
 	@if command -v redis-server >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
