@@ -102,16 +102,19 @@ class _Connection(FrameProtocol):
         return self._last_get if self.pending and self.pending[0][0] == p.GET else 0
 
     def whole_frame(self, buf: bytearray, nbytes: int) -> int:
-        """A complete OK reply with one found value at the start of buf: the value is a view of buf."""
-        if nbytes < p.HEADER_SIZE + p.GET_ITEM.size:
-            return 0
+        """An OK reply with one found value at the start of buf: the value is a view of buf, once complete."""
+        if nbytes < p.HEADER_SIZE + 1:
+            return -1
         body_len, version, code, count, _ = p.HEADER.unpack_from(buf, 0)
         end = p.HEADER_SIZE + body_len
-        if version != p.VERSION or code != p.OK or count != 1 or end > nbytes:
+        if (version != p.VERSION or code != p.OK or count != 1 or end > len(buf)
+                or buf[p.HEADER_SIZE] != p.FOUND):
             return 0
-        found, crc, size = p.GET_ITEM.unpack_from(buf, p.HEADER_SIZE)
+        if end > nbytes:
+            return -1
+        _, crc, size = p.GET_ITEM.unpack_from(buf, p.HEADER_SIZE)
         start = p.HEADER_SIZE + p.GET_ITEM.size
-        if found != p.FOUND or start + size != end:
+        if start + size != end:
             return 0
         fut = self._next_pending()
         if fut is not None and not fut.done():

@@ -66,6 +66,7 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._dead = False
         self._paused = False
         self._whole: bytearray | None = None   # the buffer of a whole-frame read in progress
+        self._whole_len = 0                    # ...and how much of it is filled
         self._drained: asyncio.Future[None] | None = None
 
     # --- subclass hooks ------------------------------------------------------------------
@@ -82,7 +83,8 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     def whole_frame(self, buf: bytearray, nbytes: int) -> int:
         """Handle the frame at the start of buf (nbytes read) if it is the expected kind and complete:
-        its length; 0 to have the bytes read the usual way."""
+        its length; -1 if it is that kind and fits buf but has not all arrived (read on into buf);
+        0 to have the bytes read the usual way."""
         return 0
 
     def read_body(self, body_len: int, code: int, count: int, request_id: int) -> Reader:
@@ -123,9 +125,11 @@ class FrameProtocol(asyncio.BufferedProtocol):
         if self._dead:
             return self._scratch_view
         if self._tpos == 0 and target is self._head_view:   # between frames
+            if self._whole is not None:                      # a whole frame that stopped short
+                return memoryview(self._whole)[self._whole_len:]
             guess = self.frame_guess()
             if guess:
-                self._whole = alloc(guess + SLACK)
+                self._whole, self._whole_len = alloc(guess + SLACK), 0
                 return memoryview(self._whole)
         if len(target) - self._tpos >= DIRECT:
             self._direct = True
@@ -138,8 +142,12 @@ class FrameProtocol(asyncio.BufferedProtocol):
             return
         whole = self._whole
         if whole is not None:
-            self._whole = None
+            nbytes += self._whole_len
             used = self.whole_frame(whole, nbytes)
+            if used < 0:   # the expected frame, not all here yet (a 64 KiB value can come in two segments)
+                self._whole_len = nbytes
+                return
+            self._whole = None
             if used < nbytes:
                 self._feed(memoryview(whole)[used:nbytes])
             return

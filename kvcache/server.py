@@ -45,13 +45,15 @@ class ServerConnection(FrameProtocol):
         return self._last_put
 
     def whole_frame(self, buf: bytearray, nbytes: int) -> int:
-        """A complete one-value PUT at the start of buf: stored as a view into buf (no copy)."""
+        """A one-value PUT at the start of buf: stored as a view into buf (no copy) once complete."""
         if nbytes < p.HEADER_SIZE:
-            return 0
+            return -1
         body_len, version, code, count, rid = p.HEADER.unpack_from(buf, 0)
         end = p.HEADER_SIZE + body_len
-        if version != p.VERSION or code != p.PUT or count != 1 or end > nbytes:
+        if version != p.VERSION or code != p.PUT or count != 1 or end > len(buf):
             return 0
+        if end > nbytes:
+            return -1
         ns_end = p.HEADER_SIZE + 2 + p.NS_HEAD.unpack_from(buf, p.HEADER_SIZE)[0] + 4
         if ns_end + p.PUT_ITEM.size > end:
             return 0   # malformed: the usual path says what is wrong
