@@ -17,7 +17,10 @@ Demo traffic, each step through a real protocol:
    (KubeRay, not installed here, would run them);
 9. a KVCache pool of two servers (the operator's StatefulSet, membership in a redis-server that
    `brix up` runs as the cluster's external metadata store) and two engines on it: a prompt one
-   engine computed is prefilled from the pool by the other.
+   engine computed is prefilled from the pool by the other;
+10. the GPU-mix loop: an optimizer (`brix scheduler-ext --gateway-url`) reads the gateway's live
+   workload, and a PodAutoscaler per GPU type follows its targets: short prompts run on A100
+   engines, and when the prompts turn long the replicas move to H100 ones.
 """
 
 from __future__ import annotations
@@ -107,10 +110,16 @@ def run(settings: UpSettings) -> int:
             redis.stop()
 
 
-def _gateway_url(cluster: LocalCluster) -> str:
+def _gateway_ips(cluster: LocalCluster) -> list[str]:
+    """The IPs of the gateway's Ready pods (not those a rollout is taking down)."""
     pods = cluster.get_json("-n", NAMESPACE, "pods", "-l", "app.kubernetes.io/name=brix-gateway")["items"]
-    ready = [p for p in pods if p["status"].get("podIP")]
-    return f"http://{ready[0]['status']['podIP']}:8888"
+    return [p["status"]["podIP"] for p in pods
+            if p["status"].get("podIP") and not p["metadata"].get("deletionTimestamp")
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]
+
+
+def _gateway_url(cluster: LocalCluster) -> str:
+    return f"http://{_gateway_ips(cluster)[0]}:8888"
 
 
 def _allocatable(cluster: LocalCluster, node: str) -> str:
@@ -118,7 +127,7 @@ def _allocatable(cluster: LocalCluster, node: str) -> str:
 
 
 def demo(cluster: LocalCluster, settings: UpSettings, gateway: str, redis: procs.ManagedProcess | None) -> None:
-    say("demo 1/9: chatting through the gateway, which found the engine pods through the API")
+    say("demo 1/10: chatting through the gateway, which found the engine pods through the API")
 
     def gateway_knows_model() -> bool:
         try:
@@ -138,7 +147,7 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str, redis: procs
             f"in {1000 * (time.perf_counter() - started):.0f} ms")
 
     victim = cluster.node_names[0]
-    say(f"demo 2/9: XID 79 (GPU fell off the bus) on {victim} GPU 1")
+    say(f"demo 2/10: XID 79 (GPU fell off the bus) on {victim} GPU 1")
     before = _allocatable(cluster, victim)
     injected = time.perf_counter()
     run_brix("nvml-mock", "inject", "--config", str(cluster.mock_gpu_config(victim)), "--gpu", "1", "--xid", "79")
@@ -146,7 +155,7 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str, redis: procs
     say(f"  Node {victim} allocatable nvidia.com/gpu {before} -> {_allocatable(cluster, victim)} "
         f"{time.perf_counter() - injected:.2f} s after the fault (device plugin -> node agent -> API)")
 
-    say("demo 3/9: a pod asking for an L20 GPU, which no node has: kube-scheduler asks the extender")
+    say("demo 3/10: a pod asking for an L20 GPU, which no node has: kube-scheduler asks the extender")
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": "l20-engine", "annotations": {"scheduling.brix.dev/gpu-types": "L20"}},
            "spec": {"containers": [{"name": "c", "image": "brix:0.1.0", "args": ["version"],
@@ -159,17 +168,18 @@ def demo(cluster: LocalCluster, settings: UpSettings, gateway: str, redis: procs
     say(f"  FailedScheduling: {cluster.wait_for('FailedScheduling', reason, 60)}")
     cluster.kubectl("-n", NAMESPACE, "delete", "pod", "l20-engine", "--wait=false")
 
-    say(f"demo 4/9: healing {victim} GPU 1 (the device plugin's quiet period is 30 s)")
+    say(f"demo 4/10: healing {victim} GPU 1 (the device plugin's quiet period is 30 s)")
     healed = time.perf_counter()
     run_brix("nvml-mock", "inject", "--config", str(cluster.mock_gpu_config(victim)), "--gpu", "1", "--heal")
     cluster.wait_for("allocatable back", lambda: _allocatable(cluster, victim) == before, 90, 0.2)
     say(f"  allocatable back to {before} {time.perf_counter() - healed:.1f} s after the heal")
 
-    gpu_mix(settings, "5/9")
-    autoscale(cluster, settings, gateway, "6/9")
-    model_adapter(cluster, settings, gateway, "7/9")
-    ray_fleet(cluster, "8/9")
-    kv_cache(cluster, redis, "9/9")
+    gpu_mix(settings, "5/10")
+    autoscale(cluster, settings, gateway, "6/10")
+    model_adapter(cluster, settings, gateway, "7/10")
+    ray_fleet(cluster, "8/10")
+    kv_cache(cluster, redis, "9/10")
+    gpu_mix_loop(cluster, "10/10")
     say("demo done")
 
 
@@ -342,3 +352,105 @@ def kv_cache(cluster: LocalCluster, redis: procs.ManagedProcess | None, step: st
     print(cluster.kubectl("-n", NAMESPACE, "get", "kvcaches").stdout, flush=True)
     print(cluster.kubectl("-n", NAMESPACE, "get", "statefulsets,pods", "-l",
                           f"kvcache.orchestration.brix.dev/name={name}").stdout, flush=True)
+
+
+MIX_MODEL = "llama-mix"
+MIX_GRID = [[64], [256, 4096]]
+# illustrative profiles (the loop's mechanics, not measurements): short prompts are cheaper per request
+# on the A100, long ones on the H100 (8x the throughput for 3x the price)
+MIX_PROFILES = {"a100.json": {"gpu": "A100", "cost": 1.0, "tputs": [[2.0, 0.1]], "indexes": MIX_GRID},
+                "h100.json": {"gpu": "H100", "cost": 3.0, "tputs": [[4.0, 1.0]], "indexes": MIX_GRID}}
+
+
+def _optimizer_objects(gateway_ips: list[str]) -> list[dict[str, Any]]:
+    nodes = {"apiVersion": "v1", "kind": "List", "items": [   # the optimizer places nothing: a stand-in node
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "unused"},
+         "status": {"allocatable": {"nvidia.com/gpu": "1"}}}]}
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mix-profiles"},
+         "data": {name: json.dumps({**doc, "model": MIX_MODEL}) for name, doc in MIX_PROFILES.items()}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mix-nodes"},
+         "data": {"nodes.json": json.dumps(nodes)}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gpu-optimizer"},
+         "spec": {"enableServiceLinks": False, "terminationGracePeriodSeconds": 2, "containers": [{
+             "name": "optimizer", "image": "brix:0.1.0",
+             "args": ["scheduler-ext", "--nodes=/etc/mix-nodes/nodes.json", "--profiles=/etc/mix-profiles",
+                      "--host=0.0.0.0", "--port=8890", *(f"--gateway-url=http://{ip}:8888" for ip in gateway_ips),
+                      f"--gateway-namespace={NAMESPACE}", "--mix-interval=1", "--mix-down-delay=5"],
+             "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8890}, "periodSeconds": 1},
+             "volumeMounts": [{"name": "profiles", "mountPath": "/etc/mix-profiles"},
+                              {"name": "nodes", "mountPath": "/etc/mix-nodes"}]}],
+             "volumes": [{"name": "profiles", "configMap": {"name": "mix-profiles"}},
+                         {"name": "nodes", "configMap": {"name": "mix-nodes"}}]}},
+    ]
+
+
+def _mix_autoscaler(gpu_type: str, optimizer_ip: str) -> dict[str, Any]:
+    name = f"{MIX_MODEL}-{gpu_type.lower()}"
+    return {"apiVersion": "autoscaling.brix.dev/v1alpha1", "kind": "PodAutoscaler", "metadata": {"name": name},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                     "modelName": MIX_MODEL, "minReplicas": 0, "maxReplicas": 2, "scalingStrategy": "KPA",
+                     "scaleToZeroGracePeriodSeconds": 2,
+                     "metricsSources": [{"type": "optimizer", "url": f"http://{optimizer_ip}:8890",
+                                         "gpuType": gpu_type}]}}
+
+
+def _mix_replicas(cluster: LocalCluster) -> dict[str, int]:
+    return {t: int(cluster.get_json("-n", NAMESPACE, f"deployment/{MIX_MODEL}-{t.lower()}")["spec"]["replicas"])
+            for t in GPU_TYPES}
+
+
+def gpu_mix_loop(cluster: LocalCluster, step: str) -> None:
+    say(f"demo {step}: the GPU-mix loop: the optimizer reads the gateway's workload; a PodAutoscaler per GPU type "
+        "follows its targets (illustrative profiles: A100 cheaper on short prompts, H100 on long ones)")
+    # a 10 s workload window instead of 60 s, so that the mix follows the load within the demo
+    cluster.kubectl("-n", NAMESPACE, "set", "env", "deployment/brix-gateway", "BRIX_GATEWAY_WORKLOAD_WINDOW=10")
+    cluster.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/brix-gateway", "--timeout=120s", timeout=130)
+    ips = cluster.wait_for("the restarted gateway's pods", lambda: (lambda found: found if len(found) >= 1 else None)(
+        _gateway_ips(cluster)), 60)
+    for obj in _optimizer_objects(ips):   # every gateway replica: the optimizer sums their workloads
+        cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(obj))
+    cluster.kubectl("-n", NAMESPACE, "wait", "--for=condition=Ready", "pod/gpu-optimizer", "--timeout=60s",
+                    timeout=70)
+    optimizer_ip = cluster.get_json("-n", NAMESPACE, "pod/gpu-optimizer")["status"]["podIP"]
+    for gpu_type in GPU_TYPES:
+        cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(engine_deployment(MIX_MODEL, gpu_type, 1)))
+    for gpu_type in GPU_TYPES:
+        cluster.kubectl("-n", NAMESPACE, "rollout", "status", f"deployment/{MIX_MODEL}-{gpu_type.lower()}",
+                        "--timeout=120s", timeout=130)
+        cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(_mix_autoscaler(gpu_type, optimizer_ip)))
+    gateway = f"http://{ips[0]}:8888"
+    cluster.wait_for(f"the gateway to serve {MIX_MODEL}", lambda: _try_complete(gateway, "hi"), 60)
+    targets = f"http://{optimizer_ip}:8890/v1/optimizer/targets/{NAMESPACE}/{MIX_MODEL}"
+    for label, words, rps, want in (("short prompts (200 tokens, 3 req/s)", 200, 3.0, "A100"),
+                                    ("long prompts (3,000 tokens, 0.8 req/s)", 3000, 0.8, "H100")):
+        started = time.perf_counter()
+        done = threading.Event()
+        prompt = "abcd" + " abcd" * (words - 1)
+
+        def load(text: str = prompt, gap: float = 1.0 / rps, stop: threading.Event = done) -> None:
+            while not stop.is_set():
+                _try_complete(gateway, text)
+                stop.wait(gap)
+        thread = threading.Thread(target=load, daemon=True)
+        thread.start()
+        try:
+            other = next(t for t in GPU_TYPES if t != want)
+            cluster.wait_for(f"{want} engines only", lambda w=want, o=other: (lambda r: r[w] >= 1 and r[o] == 0)(
+                _mix_replicas(cluster)), 150, 1.0)
+        finally:
+            done.set()
+            thread.join(60)
+        with urllib.request.urlopen(targets, timeout=5) as response:
+            wanted = {labels["gpu_type"]: int(value) for labels, value in
+                      samples(response.read().decode(), "brix_optimizer_target_replicas")}
+        say(f"  {label}: optimizer targets {wanted}; deployments {_mix_replicas(cluster)} "
+            f"{time.perf_counter() - started:.0f} s after the load began")
+
+
+def _try_complete(gateway: str, prompt: str) -> dict[str, Any] | None:
+    try:
+        reply, _ = post_json(f"{gateway}/v1/completions", {"model": MIX_MODEL, "prompt": prompt, "max_tokens": 20})
+        return reply
+    except OSError:   # 404 until the gateway knows the model; a pod going away mid-request
+        return None

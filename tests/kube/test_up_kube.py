@@ -43,6 +43,9 @@ def test_brix_up_runs_on_the_real_control_plane(tmp_path: Path) -> None:
     assert out.count("raycluster.ray.io/llama-405b-") == 2, out                  # the fleet made 2 RayClusters
     # the KVCache's servers serve: the second engine prefilled the first engine's prompt from the pool
     assert re.search(r"second engine \(from the pool\) \S+: \d+ prompt tokens, [1-9]\d* of them from the pool", out), out
+    # the GPU-mix loop moved the replicas from the A100 Deployment to the H100 one when the prompts grew
+    assert re.search(r"short prompts .*deployments \{'A100': [12], 'H100': 0\}", out), out
+    assert re.search(r"long prompts .*deployments \{'A100': 0, 'H100': [12]\}", out), out
     assert "demo done" in out and out.rstrip().endswith("stopped")
     # every process of the cluster was stopped by PID: nothing of it is left running
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "up")], capture_output=True, text=True)
