@@ -14,6 +14,7 @@ from aiohttp import web
 
 from brix import procs
 from controllers.settings import AutoscalerSettings, LeaderSettings, OperatorSettings
+from tests.http_apps import serving
 from tests.k8s_api import K8sApi
 
 
@@ -119,11 +120,5 @@ async def text_endpoint(path: str, text: Callable[[], str]) -> AsyncIterator[str
         return web.Response(text=text())
     app = web.Application()
     app.router.add_get(path, answer)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = procs.free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}{path}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url + path

@@ -20,6 +20,7 @@ from brix.kube import manifests
 from controllers.rayfleet.model import REVISION, ROLLBACK_TO
 from tests.controllers.fake_kuberay import FakeKubeRay, Seen
 from tests.controllers.fleets import FleetReader, fleet_body, image_of
+from tests.http_apps import serving
 from tests.kube import KubeNamespace
 
 pytestmark = pytest.mark.kube
@@ -142,13 +143,10 @@ def test_a_podautoscaler_scales_a_fleet(kube: KubeNamespace, fleets: FleetReader
                 return web.Response(text=f"queue_depth {value['v']}\n")
             app = web.Application()
             app.router.add_get("/metrics", metrics)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            ready.set()
-            while not stop.is_set():
-                await asyncio.sleep(0.1)
-            await runner.cleanup()
+            async with serving(app, port=port):
+                ready.set()
+                while not stop.is_set():
+                    await asyncio.sleep(0.1)
         asyncio.run(main())
     server = threading.Thread(target=serve, daemon=True)
     server.start()

@@ -17,7 +17,7 @@ import openai
 import pytest
 from aiohttp import web
 
-from brix import procs
+from tests.http_apps import serving
 
 
 def engine_running(url: str) -> float:
@@ -37,14 +37,8 @@ async def fake_engine(model: str, completions: Any) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/completions", completions)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    port = procs.free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app, shutdown_timeout=0.1) as url:
+        yield url
 
 
 # both upstream clients (gateway/upstream.py, the default, and aiohttp's) keep these semantics
