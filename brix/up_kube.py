@@ -26,12 +26,14 @@ Demo traffic, each step through a real protocol:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import shutil
 import socket
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 from brix import procs
@@ -406,8 +408,7 @@ def gpu_mix_loop(cluster: LocalCluster, step: str) -> None:
     # a 10 s workload window instead of 60 s, so that the mix follows the load within the demo
     cluster.kubectl("-n", NAMESPACE, "set", "env", "deployment/brix-gateway", "BRIX_GATEWAY_WORKLOAD_WINDOW=10")
     cluster.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/brix-gateway", "--timeout=120s", timeout=130)
-    ips = cluster.wait_for("the restarted gateway's pods", lambda: (lambda found: found if len(found) >= 1 else None)(
-        _gateway_ips(cluster)), 60)
+    ips = cluster.wait_for("the restarted gateway's pods", lambda: _gateway_ips(cluster), 60)
     for obj in _optimizer_objects(ips):   # every gateway replica: the optimizer sums their workloads
         cluster.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(obj))
     cluster.kubectl("-n", NAMESPACE, "wait", "--for=condition=Ready", "pod/gpu-optimizer", "--timeout=60s",
@@ -425,27 +426,37 @@ def gpu_mix_loop(cluster: LocalCluster, step: str) -> None:
     for label, words, rps, want in (("short prompts (200 tokens, 3 req/s)", 200, 3.0, "A100"),
                                     ("long prompts (3,000 tokens, 0.8 req/s)", 3000, 0.8, "H100")):
         started = time.perf_counter()
-        done = threading.Event()
-        prompt = "abcd" + " abcd" * (words - 1)
-
-        def load(text: str = prompt, gap: float = 1.0 / rps, stop: threading.Event = done) -> None:
-            while not stop.is_set():
-                _try_complete(gateway, text)
-                stop.wait(gap)
-        thread = threading.Thread(target=load, daemon=True)
-        thread.start()
-        try:
-            other = next(t for t in GPU_TYPES if t != want)
-            cluster.wait_for(f"{want} engines only", lambda w=want, o=other: (lambda r: r[w] >= 1 and r[o] == 0)(
-                _mix_replicas(cluster)), 150, 1.0)
-        finally:
-            done.set()
-            thread.join(60)
+        with _steady_load(gateway, "abcd" + " abcd" * (words - 1), rps):
+            cluster.wait_for(f"{want} engines only", lambda gpu=want: _only_on(cluster, gpu), 150, 1.0)
         with urllib.request.urlopen(targets, timeout=5) as response:
             wanted = {labels["gpu_type"]: int(value) for labels, value in
                       samples(response.read().decode(), "brix_optimizer_target_replicas")}
         say(f"  {label}: optimizer targets {wanted}; deployments {_mix_replicas(cluster)} "
             f"{time.perf_counter() - started:.0f} s after the load began")
+
+
+def _only_on(cluster: LocalCluster, gpu_type: str) -> bool:
+    """Whether the mix model's engines run on `gpu_type` alone."""
+    replicas = _mix_replicas(cluster)
+    return replicas[gpu_type] >= 1 and all(n == 0 for t, n in replicas.items() if t != gpu_type)
+
+
+@contextlib.contextmanager
+def _steady_load(gateway: str, prompt: str, rps: float) -> Iterator[None]:
+    """Completions of `prompt` through the gateway, one every 1/rps s, for the length of the block."""
+    done = threading.Event()
+
+    def load() -> None:
+        while not done.is_set():
+            _try_complete(gateway, prompt)
+            done.wait(1.0 / rps)
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(60)
 
 
 def _try_complete(gateway: str, prompt: str) -> dict[str, Any] | None:
