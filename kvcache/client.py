@@ -121,8 +121,11 @@ class _Connection(FrameProtocol):
             fut.set_result((code, count, [(memoryview(buf)[start:end], crc)]))
         return end
 
+    def reads_whole(self, code: int, count: int) -> bool:
+        return code != p.OK or not self.pending or self.pending[0][0] != p.GET
+
     def read_body(self, body_len: int, code: int, count: int, request_id: int) -> Reader:
-        if code != p.OK or not self.pending or self.pending[0][0] != p.GET:
+        if self.reads_whole(code, count):
             yield from super().read_body(body_len, code, count, request_id)
             return
         # a one-value reply large enough is likely followed by another: read the next one whole
@@ -205,12 +208,20 @@ class _Server:
         self.down_until = 0.0
         self._connecting: asyncio.Lock = asyncio.Lock()
 
-    async def connection(self) -> _Connection:
+    def open_connection(self) -> _Connection | None:
+        """The next connection when all are open (the common case, no await), else None."""
         conns = self.conns
-        if len(conns) >= self.size:  # the common case: all open, take the next
-            self.next = (self.next + 1) % len(conns)
-            if not conns[self.next].closed:
-                return conns[self.next]
+        if len(conns) >= self.size:
+            self.next = nxt = (self.next + 1) % len(conns)
+            if not conns[nxt].closed:
+                return conns[nxt]
+        return None
+
+    async def connection(self) -> _Connection:
+        """An open connection, opened if fewer than `size` are (or a closed one was dropped)."""
+        conn = self.open_connection()
+        if conn is not None:
+            return conn
         self.conns = [c for c in self.conns if not c.closed]
         if len(self.conns) >= self.size or (self.conns and self._connecting.locked()):
             self.next = (self.next + 1) % len(self.conns)
@@ -319,11 +330,11 @@ class PoolClient:
         """(count, body) of an OK reply (for GET: its items), or None when the server could not answer."""
         server = self.servers.get(addr)
         self.stats.requests += 1
-        if server is None or server.down_until > time.monotonic():
+        if server is None or (server.down_until and server.down_until > time.monotonic()):
             self.stats.failures += 1
             return None
         try:
-            conn = await server.connection()
+            conn = server.open_connection() or await server.connection()
             status, count, body = await conn.call(op, buffers)
         except (OSError, TimeoutError, ConnectionError, EOFError, p.ProtocolError) as exc:
             self.stats.failures += 1
@@ -406,9 +417,14 @@ class PoolClient:
         if not items or not self.seeds:
             return 0
         nsb = ns.encode()
+        crc32 = p.crc32
+        if len(items) == 1:  # one value: one frame to its owner, awaited without building groups
+            h, v = items[0]
+            addr = self.seeds[0][1] if len(self.seeds) == 1 else next(iter(self._groups(ns, [h])))
+            reply = await self._call(addr, p.put_request(nsb, [(h, v, crc32(v))], self._next_rid()), p.PUT)
+            return 0 if reply is None else reply[1].count(p.STORED)
         values = dict(items)
         calls = []
-        crc32 = p.crc32
         for addr, keys in self._groups(ns, list(values)).items():
             frame: list[tuple[int, bytes | memoryview, int]] = []
             size = 0

@@ -20,6 +20,11 @@ handles it there (`whole_frame`: the value is a view into that buffer, no copy).
 takes three reads per such frame (the scratch, the value, and one that finds the socket empty,
 because the value's buffer was filled exactly); a read that stops short of its buffer ends there.
 A frame that is not the one expected is fed through the usual path from that buffer.
+
+Small frames (a put's reply, a get request) that arrive whole skip the frame reader: at a frame
+boundary, a complete frame in the read buffer goes to `frame` as a copy of its body, unless the
+subclass reads that kind item by item (`reads_whole`). The generator's steps for header and body
+cost about 2 µs per frame, a fifth of the client's Python time per single-key put.
 """
 
 from __future__ import annotations
@@ -86,6 +91,12 @@ class FrameProtocol(asyncio.BufferedProtocol):
         its length; -1 if it is that kind and fits buf but has not all arrived (read on into buf);
         0 to have the bytes read the usual way."""
         return 0
+
+    def reads_whole(self, code: int, count: int) -> bool:
+        """Whether a frame with this header is read by the default `read_body` (its body whole, then
+        `frame`). A subclass that reads some frames differently says False for those; the others,
+        when they arrive complete in one read, are handed to `frame` straight from the read buffer."""
+        return True
 
     def read_body(self, body_len: int, code: int, count: int, request_id: int) -> Reader:
         """Read one frame's body (yield buffers to fill), then deliver it; raise ProtocolError
@@ -159,10 +170,19 @@ class FrameProtocol(asyncio.BufferedProtocol):
         self._feed(self._scratch_view[:nbytes])
 
     def _feed(self, data: memoryview) -> None:
-        """Copy received bytes into the buffers the frame reader wants, in order."""
+        """Copy received bytes into the buffers the frame reader wants, in order; a whole small frame
+        at a frame boundary goes to `frame` directly (a reply to a put, a get request: most frames)."""
         off, nbytes = 0, len(data)
+        head_view, unpack = self._head_view, p.HEADER.unpack_from
         while off < nbytes and not self._dead:
             target, tpos = self._target, self._tpos
+            if tpos == 0 and target is head_view and nbytes - off >= p.HEADER_SIZE:
+                body_len, version, code, count, rid = unpack(data, off)
+                end = off + p.HEADER_SIZE + body_len
+                if end <= nbytes and version == p.VERSION and self.reads_whole(code, count):
+                    self.frame(code, count, rid, bytearray(data[off + p.HEADER_SIZE:end]))
+                    off = end
+                    continue
             k = min(len(target) - tpos, nbytes - off)
             target[tpos:tpos + k] = data[off:off + k]
             off += k

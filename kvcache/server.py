@@ -87,10 +87,16 @@ class ServerConnection(FrameProtocol):
         else:
             self.transport.write(reply)
 
+    def reads_whole(self, code: int, count: int) -> bool:
+        """Every frame but a PUT with values (read item by item: read_body)."""
+        if code == p.PUT and count:
+            return False
+        self._last_put = 0
+        return True
+
     def read_body(self, body_len: int, code: int, count: int, request_id: int) -> Reader:
         """PUT: the namespace, then each item's 16-byte head and its value into a buffer of its own."""
-        if code != p.PUT or count == 0:
-            self._last_put = 0
+        if self.reads_whole(code, count):
             yield from super().read_body(body_len, code, count, request_id)
             return
         left = body_len - 6

@@ -219,6 +219,40 @@ def test_frames_after_a_large_put_on_one_connection_are_each_answered(brix_proce
     assert [bytes(i[0]) if i else None for i in items] == [*big, small, None]
 
 
+def test_small_frames_in_one_read_or_split_byte_by_byte_are_answered_in_order(brix_process) -> None:  # type: ignore[no-untyped-def]
+    """Small frames that arrive whole go to the server straight from its read buffer (framing.py);
+    many in one write, one dribbled a byte at a time, and a malformed one among them are still
+    each answered in order, as on any other path."""
+    addr = start_server(brix_process)
+    port = int(addr.rsplit(":", 1)[1])
+    ns = NS.encode()
+    value = value_of(7, 1000)
+    put = b"".join(p.put_request(ns, [(7, value, zlib.crc32(value))], 1))
+    frames = [put, p.ping_request(2), p.keys_request(p.EXISTS, ns, [7, 8], 3), p.keys_request(p.GET, ns, [8, 7], 4),
+              p.keys_request(p.DELETE, ns, [7], 5), p.keys_request(p.EXISTS, ns, [7], 6)]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"".join(frames))
+        got = []
+        for _ in frames:
+            body_len, _, status, count, rid = p.HEADER.unpack(_recv(sock, p.HEADER_SIZE))
+            got.append((rid, status, count, _recv(sock, body_len)))
+        assert [g[:3] for g in got] == [(1, p.OK, 1), (2, p.OK, 0), (3, p.OK, 2), (4, p.OK, 2), (5, p.OK, 1),
+                                        (6, p.OK, 1)]
+        assert got[2][3] == b"\x01\x00" and got[4][3] == b"\x01" and got[5][3] == b"\x00"
+        items = p.parse_get_reply(got[3][3], 2)
+        assert items[0] is None and items[1] is not None and bytes(items[1][0]) == value
+        for byte in p.keys_request(p.EXISTS, ns, [8], 7):   # one byte per segment
+            sock.sendall(bytes([byte]))
+            time.sleep(0.001)
+        body_len, _, status, count, rid = p.HEADER.unpack(_recv(sock, p.HEADER_SIZE))
+        assert (rid, status, _recv(sock, body_len)) == (7, p.OK, b"\x00")
+        # a whole GET whose body does not hold its count of hashes, after a good PING in the same write
+        sock.sendall(p.ping_request(8) + p.header(len(ns) + 4, p.GET, 1, 9) + ns + b"\0" * 4)
+        assert p.HEADER.unpack(_recv(sock, p.HEADER_SIZE))[2:] == (p.OK, 0, 8)
+        body_len, _, status, _, rid = p.HEADER.unpack(_recv(sock, p.HEADER_SIZE))
+        assert (rid, status) == (9, p.BAD_REQUEST) and b"expected 1 u64 hashes" in _recv(sock, body_len)
+
+
 def test_a_malformed_frame_gets_an_error_that_says_what_is_wrong(brix_process) -> None:  # type: ignore[no-untyped-def]
     addr = start_server(brix_process)
     port = int(addr.rsplit(":", 1)[1])
