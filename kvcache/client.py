@@ -363,8 +363,15 @@ class PoolClient:
             return [await calls[0]]
         return list(await asyncio.gather(*calls))
 
+    def _owner(self, ns: p.Namespace, h: int) -> str:
+        """The server that holds key h."""
+        return self.seeds[0][1] if len(self.seeds) == 1 else next(iter(self._groups(ns, [h])))
+
     def _key_calls(self, op: int, ns: p.Namespace, hashes: Sequence[int]) -> tuple[list[list[int]], list[Any]]:
         nsb = ns.encode()
+        if len(hashes) == 1:  # one key: one frame to its owner
+            h = hashes[0]
+            return [[h]], [self._call(self._owner(ns, h), [p.keys_request(op, nsb, (h,), self._next_rid())], op)]
         chunks, calls = [], []
         for addr, keys in self._groups(ns, hashes).items():
             for i in range(0, len(keys), MAX_KEYS_PER_FRAME):
@@ -420,8 +427,7 @@ class PoolClient:
         crc32 = p.crc32
         if len(items) == 1:  # one value: one frame to its owner, awaited without building groups
             h, v = items[0]
-            addr = self.seeds[0][1] if len(self.seeds) == 1 else next(iter(self._groups(ns, [h])))
-            reply = await self._call(addr, p.put_request(nsb, [(h, v, crc32(v))], self._next_rid()), p.PUT)
+            reply = await self._call(self._owner(ns, h), p.put_request(nsb, [(h, v, crc32(v))], self._next_rid()), p.PUT)
             return 0 if reply is None else reply[1].count(p.STORED)
         values = dict(items)
         calls = []

@@ -121,7 +121,7 @@ def parse_header(raw: bytes | bytearray) -> tuple[int, int, int, int]:
 def keys_request(op: int, ns: bytes, hashes: Sequence[int], request_id: int) -> bytes:
     if len(hashes) > MAX_COUNT:
         raise ValueError(f"at most {MAX_COUNT} keys per frame, got {len(hashes)}")
-    body = ns + struct.pack(f"<{len(hashes)}Q", *hashes)
+    body = ns + (U64.pack(hashes[0]) if len(hashes) == 1 else struct.pack(f"<{len(hashes)}Q", *hashes))
     return header(len(body), op, len(hashes), request_id) + body
 
 
