@@ -4,13 +4,23 @@ only and once with `--kv-pool` to one `brix kvcache serve`; fresh processes for 
 (completed requests / makespan, output tokens / s) and mean / P99 TTFT measured by the client at
 the first SSE chunk, the engines' prefix hit rate and the prompt tokens that came from the pool.
 
-    .venv/bin/python hack/bench/bench_kvcache_trace.py                 # 0.3, then 0.25 and 0.5 (~7 min)
-    .venv/bin/python hack/bench/bench_kvcache_trace.py --also ''       # the goal load only (~2.5 min)
+    .venv/bin/python hack/bench/bench_kvcache_trace.py                 # 0.3, then 0.25 and 0.5 (~8 min)
+    .venv/bin/python hack/bench/bench_kvcache_trace.py --also ''       # the goal load only (~2 min)
+    .venv/bin/python hack/bench/bench_kvcache_trace.py --warmup 0      # from cold caches
+
+Steady state, not a cold start: before the measured rows, the --warmup rows before them (250) are
+replayed through the same processes at the same pace, unmeasured, and drained, in both
+configurations. A pool exists to keep what the engines' GPU caches cannot, and later rows of the
+trace reuse prefixes of much earlier ones: rows 3000..3249 could reuse 30 % of their prompt blocks
+(as a leading prefix, an infinite cache) counting only each other, 53 % after the 250 rows before
+them and 89 % after all 3000. From cold caches the measured window spends its first seconds
+filling the pool, which a running service did long ago.
 
 The goal is judged at one load, --time-scale 0.3 (about 14 req/s offered against about 9 req/s the
-engines sustain without the pool and 11 with it): throughput only grows where the engines without
-the pool cannot keep up, and TTFT only falls a lot where the engines with it still can. Far above
-(0.125) both queue and mean TTFT barely moves; far below (0.5) throughput is the offered rate.
+engines sustain without the pool, about 13 with it after the warm-up and 11 from cold): throughput
+only grows where the engines without the pool cannot keep up, and TTFT only falls a lot where the
+engines with it still can. Far above (0.125) both queue; far below (0.5) throughput is the offered
+rate.
 
 Prompts come from the trace rows as in bench_gateway_routing.py (block h of a row is
 --tokens-per-block tokens of text that is a function of h). The pool's transfer cost is modelled by
@@ -55,9 +65,14 @@ def run_load(args: argparse.Namespace, path: Path, time_scale: float) -> dict[st
     """Both configurations at one load; prints their table and returns the ratios."""
     trace = load_trace(path, args.start, args.count, args.tokens_per_block, args.max_blocks, args.max_output,
                        time_scale)
+    warm_start = max(0, args.start - args.warmup)
+    warm = load_trace(path, warm_start, args.start - warm_start, args.tokens_per_block, args.max_blocks,
+                      args.max_output, time_scale) if args.start > warm_start else []
     log_dir = Path(tempfile.mkdtemp(prefix="bench-kvcache-trace-"))
-    print(f"\n--time-scale {time_scale}: rows {args.start}..{args.start + len(trace) - 1} over {trace[-1][0]:.0f} s "
-          f"({len(trace) / trace[-1][0]:.1f} req/s offered), {args.engines} engines x {args.kv_blocks} KV blocks, "
+    warmed = f"after rows {warm_start}..{args.start - 1} (unmeasured, drained)" if warm else "from cold caches"
+    print(f"\n--time-scale {time_scale}: rows {args.start}..{args.start + len(trace) - 1} {warmed} over "
+          f"{trace[-1][0]:.0f} s ({len(trace) / trace[-1][0]:.1f} req/s offered), "
+          f"{args.engines} engines x {args.kv_blocks} KV blocks, "
           f"{args.gpu_type}, routing {args.strategy}, pool bandwidth {args.bandwidth} GB/s, cpus={os.cpu_count()}, "
           f"load={os.getloadavg()[0]:.1f}, logs={log_dir}", flush=True)
     engine_args = ["--kv-blocks", str(args.kv_blocks), "--gpu-type", args.gpu_type, "--max-model-len", "32768",
@@ -77,6 +92,8 @@ def run_load(args: argparse.Namespace, path: Path, time_scale: float) -> dict[st
             engines = start_engines(ps, args.engines, *extra, model=MODEL)
             url = start_brix(ps, engines)
             wait_serving(url, MODEL)
+            if warm:  # the same earlier rows through both, drained before the measured window starts
+                asyncio.run(replay(url, warm, {"routing-strategy": args.strategy}))
             h0, q0 = engine_prefix_counters(engines)
             p0 = pool_tokens(engines) if name.startswith("with") else 0.0
             res = asyncio.run(replay(url, trace, {"routing-strategy": args.strategy}))
@@ -102,6 +119,9 @@ def main() -> int:
     ap.add_argument("--trace", default=str(TRACE), help="Mooncake-format JSONL trace")
     ap.add_argument("--start", type=int, default=3000, help="first row")
     ap.add_argument("--count", type=int, default=250, help="rows to replay")
+    ap.add_argument("--warmup", type=int, default=250,
+                    help="rows before --start replayed first, unmeasured, at the same pace and drained, through "
+                         "both configurations (0: measure from cold caches)")
     ap.add_argument("--time-scale", type=float, default=0.3,
                     help="the load the goal is judged at: trace times x this (0.3 = 3.3x faster, ~14 req/s offered)")
     ap.add_argument("--also", default="0.25,0.5",
