@@ -319,6 +319,10 @@ async def test_a_server_killed_mid_run_costs_only_its_own_blocks(brix_process) -
             assert set(got) == set(keys) - set(owners[victim])
             assert all(bytes(v) == value_of(h, 4096) for h, v in got.items())
             await client.put(NS, [(h, value_of(h, 4096)) for h in keys[:50]])
+        # one key per request goes to the same owner as in a batch: found, or lost with the victim
+        for h in keys[:60]:
+            assert (h in await client.get(NS, [h])) == (h not in owners[victim])
+            assert await client.put(NS, [(h, value_of(h, 4096))]) == (0 if h in owners[victim] else 1)
         assert client.stats.failures > 0
 
 
