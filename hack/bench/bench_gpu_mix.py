@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -41,7 +42,7 @@ BUCKETS = "16,64,256,1024/256,1024,4096,8192"
 SLO = "ttft_p99=2.5s,tpot_p99=0.1s"
 
 
-def sim(profiles: list[Path], traces: list[Path], extra: list[str]) -> dict[str, object]:
+def sim(profiles: list[Path], traces: list[Path], extra: list[str]) -> dict[str, Any]:
     argv = procs.brix_argv("autoscale-sim", "--optimizer", "--profiles", *map(str, profiles),
                            "--trace", ",".join(map(str, traces)), *extra)
     out = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=ROOT)
@@ -91,17 +92,18 @@ def fractional_bound(docs: list[dict[str, object]], traces: list[Path]) -> float
     return per_request_cost(gpus, total, {g.name for g in gpus}) / per_request_cost(gpus, total, {gpus[-1].name})
 
 
-def report(name: str, result: dict[str, object]) -> None:
-    comp = result["comparison"]
+def report(name: str, result: dict[str, Any]) -> None:
+    """Print one `brix autoscale-sim --optimizer` result (its JSON: fleets and comparison)."""
+    comp: dict[str, Any] = result["comparison"]
     print(f"\n== {name}")
-    for fleet in result["fleets"]:  # type: ignore[union-attr]
+    for fleet in result["fleets"]:
         print(json.dumps(fleet))
     print(json.dumps({"comparison": comp}))
-    ratio = comp.get("cost_ratio")  # type: ignore[union-attr]
+    ratio = comp.get("cost_ratio")
     if ratio is not None:
         verdict = "cheaper" if ratio < 0.995 else "same cost" if ratio <= 1.005 else "MORE EXPENSIVE"
-        print(f"mixed / {comp['cheapest_single']}: gpu_cost ratio {ratio:.3f} ({verdict}); "  # type: ignore[index]
-              f"SLO-violation seconds {comp['slo_violation_seconds']}")  # type: ignore[index]
+        print(f"mixed / {comp['cheapest_single']}: gpu_cost ratio {ratio:.3f} ({verdict}); "
+              f"SLO-violation seconds {comp['slo_violation_seconds']}")
 
 
 def main() -> int:
