@@ -17,6 +17,22 @@ def seen(event: dict[str, Any]) -> tuple[str, dict[str, Any] | None] | None:
     return str(uid), None if event.get("type") == "DELETED" else obj
 
 
+def track(event: dict[str, Any], tracked: dict[str, dict[str, Any]], *derived: dict[str, Any]) -> bool:
+    """Keep `tracked` (uid -> body) in step with a kopf watch event; a deleted object also leaves
+    each of `derived` (what a controller keeps per uid). False for an event without a uid."""
+    got = seen(event)
+    if got is None:
+        return False
+    uid, obj = got
+    if obj is None:
+        tracked.pop(uid, None)
+        for kept in derived:
+            kept.pop(uid, None)
+    else:
+        tracked[uid] = obj
+    return True
+
+
 async def until_woken(wake: asyncio.Event, stop: asyncio.Event, timeout_s: float) -> None:
     """Sleep until `wake` or `stop` is set, or `timeout_s` passes (the next round of a tick loop)."""
     waker = asyncio.create_task(wake.wait())

@@ -44,16 +44,8 @@ class KVCacheController:
     def register(self, registry: kopf.OperatorRegistry) -> None:
         @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="kvcache-seen")
         async def seen(event: dict[str, Any], **_: Any) -> None:
-            got = watching.seen(event)
-            if got is None:
-                return
-            uid, obj = got
-            if obj is None:
-                self.tracked.pop(uid, None)
-                self.statuses.pop(uid, None)
-            else:
-                self.tracked[uid] = obj
-            self.wake.set()
+            if watching.track(event, self.tracked, self.statuses):
+                self.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

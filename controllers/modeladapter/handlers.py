@@ -70,17 +70,8 @@ class ModelAdapterController:
     def register(self, registry: kopf.OperatorRegistry) -> None:
         @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="modeladapter-seen")
         async def seen(event: dict[str, Any], **_: Any) -> None:
-            got = watching.seen(event)
-            if got is None:
-                return
-            uid, obj = got
-            if obj is None:
-                self.tracked.pop(uid, None)
-                self.slices.pop(uid, None)
-                self.statuses.pop(uid, None)
-            else:
-                self.tracked[uid] = obj
-            self.wake.set()
+            if watching.track(event, self.tracked, self.slices, self.statuses):
+                self.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         self.session = aiohttp.ClientSession()
