@@ -135,6 +135,7 @@ class Engine:
             full = (req.num_computed if req.num_computed < req.prompt_len else req.prompt_len) // bs
             if full > req.scanned_blocks:
                 self._commit(req, full)
+                step.prefilled.append(req)
             if req.num_computed == req.prompt_len + req.num_generated:
                 req.num_generated += 1
                 counters.generation_tokens += 1

@@ -8,9 +8,11 @@ size of a block, block_size x 512 KiB for Llama-2-7B fp16), then those blocks en
 prefix cache, pinned for the request while it queues (as an engine that loaded KV into GPU
 blocks keeps them), so admission finds them like any prefix hit and does not recompute them.
 Pins are released once the request is scheduled; pinned blocks of queued requests are capped at
-half the KV cache so that queued loads never starve the running batch. The wait is part of the request's TTFT. Once a request has its first token its
-full prompt blocks are written back to the pool in the background (at most MAX_WRITES in
-flight; more are dropped and counted), skipping blocks this engine already fetched or wrote.
+half the KV cache so that queued loads never starve the running batch. The wait is part of the
+request's TTFT. After each step that completed prompt blocks (a prefill chunk), the request's full
+prompt blocks so far are written back to the pool in the background, as vLLM's KV connectors save
+each chunk's KV when it is computed (at most MAX_WRITES in flight; more are dropped and counted),
+skipping blocks this engine already fetched or wrote.
 
 What crosses the wire is a stand-in of `value_bytes` per block, a function of the block hash,
 so a reader can check it got the right block; the modelled transfer time uses the real size.

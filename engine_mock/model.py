@@ -54,6 +54,7 @@ class Step:
     emitted: list[SimRequest] = field(default_factory=list)  # got one new token at `end`
     finished: list[SimRequest] = field(default_factory=list)
     preempted: list[SimRequest] = field(default_factory=list)
+    prefilled: list[SimRequest] = field(default_factory=list)  # computed new full prompt blocks
     itl: list[float] = field(default_factory=list)  # inter-token gaps of decode tokens
 
     @property

@@ -126,10 +126,9 @@ class EngineServer:
                 self._unpin_admitted()
             if len(engine.waiting) < self.settings.kv_pool_lookahead:
                 self._queue_short.set()
-            if self.pool is not None:
-                for req in step.emitted:
-                    if req.num_generated == 1:  # prefill done: its prompt blocks exist now
-                        self.pool.write_back(req.block_hashes)
+            if self.pool is not None:  # the KV of each prefill chunk is saved as it is computed
+                for req in step.prefilled:
+                    self.pool.write_back(req.block_hashes[:req.scanned_blocks])
             for req in step.emitted:
                 waiter = req.waiter
                 if waiter is not None and (req.stream or req.finished is not None) and not waiter.done():

@@ -156,3 +156,20 @@ def test_simulation_is_deterministic() -> None:
         return [r.finished or 0.0 for r in reqs]
 
     assert run() == run()
+
+
+def test_a_long_prompt_reports_each_chunks_blocks_before_its_first_token() -> None:
+    """A prompt longer than a step's token budget is prefilled in chunks; each chunk's full blocks are
+    reported in `Step.prefilled` when computed (their KV can be saved to a pool then), not only at
+    the first token."""
+    budget = A100.max_num_batched_tokens
+    eng = Engine(A100, KVCache(budget // 4, 16))
+    req = request(0, budget * 2 + 40, 2)
+    eng.add(req)
+    first = eng.step(0.0)
+    assert first.prefilled == [req] and req.scanned_blocks == budget // 16 and req.first_token is None
+    second = eng.step(first.end)
+    assert second.prefilled == [req] and req.scanned_blocks == budget * 2 // 16 and req.first_token is None
+    third = eng.step(second.end)
+    assert third.prefilled == [req] and req.scanned_blocks == len(req.block_hashes) and req.first_token == third.end
+    assert eng.step(third.end).prefilled == []  # decode steps complete no prompt block
