@@ -101,25 +101,18 @@ class _Connection(FrameProtocol):
         """The size of the last one-value GET reply, when a GET is next in line (framing.py)."""
         return self._last_get if self.pending and self.pending[0][0] == p.GET else 0
 
-    def whole_frame(self, buf: bytearray, nbytes: int) -> int:
-        """An OK reply with one found value at the start of buf: the value is a view of buf, once complete."""
-        if nbytes < p.HEADER_SIZE + 1:
-            return -1
-        body_len, version, code, count, _ = p.HEADER.unpack_from(buf, 0)
-        end = p.HEADER_SIZE + body_len
-        if (version != p.VERSION or code != p.OK or count != 1 or end > len(buf)
-                or buf[p.HEADER_SIZE] != p.FOUND):
-            return 0
-        if end > nbytes:
-            return -1
-        _, crc, size = p.GET_ITEM.unpack_from(buf, p.HEADER_SIZE)
-        start = p.HEADER_SIZE + p.GET_ITEM.size
-        if start + size != end:
-            return 0
+    def whole_frame(self, code: int, count: int, request_id: int, body: memoryview) -> bool:
+        """A one-key GET reply read whole: its value is a view of the reply's buffer (no copy)."""
+        if count != 1 or self.reads_whole(code, count):
+            return False
+        try:
+            items = p.parse_get_reply(body, 1)
+        except p.ProtocolError:
+            return False   # read the usual way, which closes the connection
         fut = self._next_pending()
         if fut is not None and not fut.done():
-            fut.set_result((code, count, [(memoryview(buf)[start:end], crc)]))
-        return end
+            fut.set_result((code, count, items))
+        return True
 
     def reads_whole(self, code: int, count: int) -> bool:
         return code != p.OK or not self.pending or self.pending[0][0] != p.GET

@@ -16,10 +16,10 @@ read by the kernel straight into its own buffer.
 
 Whole frames: a subclass that expects a large frame next (`frame_guess`, e.g. a server that just
 got a one-value PUT of 64 KiB) gets it read in one recv into a buffer of that size plus SLACK, and
-handles it there (`whole_frame`: the value is a view into that buffer, no copy). The usual path
-takes three reads per such frame (the scratch, the value, and one that finds the socket empty,
-because the value's buffer was filled exactly); a read that stops short of its buffer ends there.
-A frame that is not the one expected is fed through the usual path from that buffer.
+handles it there once it is complete (`whole_frame`: the value is a view into that buffer, no
+copy). The usual path takes three reads per such frame (the scratch, the value, and one that finds
+the socket empty, because the value's buffer was filled exactly). A frame the subclass does not
+take, or one larger than the buffer, is fed through the usual path from that buffer.
 
 Small frames (a put's reply, a get request) that arrive whole skip the frame reader: at a frame
 boundary, a complete frame in the read buffer goes to `frame` as a copy of its body, unless the
@@ -86,11 +86,11 @@ class FrameProtocol(asyncio.BufferedProtocol):
         """Bytes of the frame expected next when it is large enough to be read whole, else 0."""
         return 0
 
-    def whole_frame(self, buf: bytearray, nbytes: int) -> int:
-        """Handle the frame at the start of buf (nbytes read) if it is the expected kind and complete:
-        its length; -1 if it is that kind and fits buf but has not all arrived (read on into buf);
-        0 to have the bytes read the usual way."""
-        return 0
+    def whole_frame(self, code: int, count: int, request_id: int, body: memoryview) -> bool:
+        """Handle a frame read whole into a buffer of its own (`body` a view of it, which the subclass
+        may keep: the buffer is not reused) and say True, or say False to have it read the usual way
+        (which also reports a malformed frame)."""
+        return False
 
     def reads_whole(self, code: int, count: int) -> bool:
         """Whether a frame with this header is read by the default `read_body` (its body whole, then
@@ -154,8 +154,8 @@ class FrameProtocol(asyncio.BufferedProtocol):
         whole = self._whole
         if whole is not None:
             nbytes += self._whole_len
-            used = self.whole_frame(whole, nbytes)
-            if used < 0:   # the expected frame, not all here yet (a 64 KiB value can come in two segments)
+            used = self._take_whole(whole, nbytes)
+            if used < 0:   # not all here yet (a 64 KiB value can come in two segments): read on into it
                 self._whole_len = nbytes
                 return
             self._whole = None
@@ -168,6 +168,19 @@ class FrameProtocol(asyncio.BufferedProtocol):
                 self._advance()
             return
         self._feed(self._scratch_view[:nbytes])
+
+    def _take_whole(self, buf: bytearray, nbytes: int) -> int:
+        """The length of the frame at the start of a whole-frame buffer once `whole_frame` took it;
+        -1 while a frame that fits the buffer has not all arrived; 0 to read the bytes the usual way."""
+        if nbytes < p.HEADER_SIZE:
+            return -1
+        body_len, version, code, count, rid = p.HEADER.unpack_from(buf, 0)
+        end = p.HEADER_SIZE + body_len
+        if version != p.VERSION or end > len(buf):
+            return 0
+        if end > nbytes:
+            return -1
+        return end if self.whole_frame(code, count, rid, memoryview(buf)[p.HEADER_SIZE:end]) else 0
 
     def _feed(self, data: memoryview) -> None:
         """Copy received bytes into the buffers the frame reader wants, in order; a whole small frame

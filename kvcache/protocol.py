@@ -211,8 +211,8 @@ def get_reply(entries: Sequence[tuple[bytes, int] | None], request_id: int) -> l
     return parts
 
 
-def parse_get_reply(body: bytes, count: int) -> list[tuple[memoryview, int] | None]:
-    """(value, crc32 sent) or None for each key of a GET reply."""
+def parse_get_reply(body: bytes | memoryview, count: int) -> list[tuple[memoryview, int] | None]:
+    """(value, crc32 sent) or None for each key of a GET reply (values are views of `body`)."""
     view = memoryview(body)
     out: list[tuple[memoryview, int] | None] = []
     offset = 0
@@ -231,4 +231,6 @@ def parse_get_reply(body: bytes, count: int) -> list[tuple[memoryview, int] | No
             raise ProtocolError("GET reply item runs past the end of the body")
         out.append((view[offset:offset + n], crc))
         offset += n
+    if offset != end:
+        raise ProtocolError(f"GET reply has {end - offset} bytes after its {count} items")
     return out

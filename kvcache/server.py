@@ -2,10 +2,10 @@
 and health, an optional Redis heartbeat for membership.
 
 A connection is a FrameProtocol (kvcache/framing.py): each PUT value lands in a buffer of its own
-that becomes the stored value (after a one-value PUT of a large value, the next frame is read
-whole in one recv, and if it is such a PUT again its value is stored as a view of that frame's
-buffer: ~110 bytes of header and slack more per value, two reads fewer per PUT) (the checksum the PUT carried, verified once on arrival, is stored
-with it and sent back with every GET), other frames' bodies in one buffer each; every frame is
+that becomes the stored value, or after a one-value PUT of a large value, the buffer the next
+such PUT is read into whole (framing.py; ~110 bytes of header and slack more per value, two reads
+fewer per PUT). The checksum the PUT carried, verified once on arrival, is stored with the value
+and sent back with every GET. Other frames' bodies land in one buffer each; every frame is
 answered from the in-memory store at once, and the reply is written as a list of buffers (the
 stored values themselves, not copies), so a pipelining client keeps many frames in flight. When
 the socket's send buffer fills, the connection stops reading until it drains. The store is one
@@ -44,28 +44,18 @@ class ServerConnection(FrameProtocol):
     def frame_guess(self) -> int:
         return self._last_put
 
-    def whole_frame(self, buf: bytearray, nbytes: int) -> int:
-        """A one-value PUT at the start of buf: stored as a view into buf (no copy) once complete."""
-        if nbytes < p.HEADER_SIZE:
-            return -1
-        body_len, version, code, count, rid = p.HEADER.unpack_from(buf, 0)
-        end = p.HEADER_SIZE + body_len
-        if version != p.VERSION or code != p.PUT or count != 1 or end > len(buf):
-            return 0
-        if end > nbytes:
-            return -1
-        ns_end = p.HEADER_SIZE + 2 + p.NS_HEAD.unpack_from(buf, p.HEADER_SIZE)[0] + 4
-        if ns_end + p.PUT_ITEM.size > end:
-            return 0   # malformed: the usual path says what is wrong
-        h, crc, size = p.PUT_ITEM.unpack_from(buf, ns_end)
-        start = ns_end + p.PUT_ITEM.size
-        if start + size != end:
-            return 0
-        value = memoryview(buf)[start:end]
-        reply = self.server.put(bytes(buf[p.HEADER_SIZE:ns_end]), [(h, crc, value)], rid, body_len)
+    def whole_frame(self, code: int, count: int, request_id: int, body: memoryview) -> bool:
+        """A one-value PUT read whole: its value is stored as a view of the frame's buffer (no copy)."""
+        if code != p.PUT or count != 1:
+            return False
+        try:
+            ns, offset = p.parse_namespace(body)
+            items = list(p.iter_put_items(body, offset, 1))
+        except p.ProtocolError:
+            return False   # read the usual way, which says what is wrong
         assert self.transport is not None
-        self.transport.write(reply)
-        return end
+        self.transport.write(self.server.put(ns, items, request_id, len(body)))
+        return True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
