@@ -358,7 +358,7 @@ class PoolClient:
 
     def _owner(self, ns: p.Namespace, h: int) -> str:
         """The server that holds key h."""
-        return self.seeds[0][1] if len(self.seeds) == 1 else next(iter(self._groups(ns, [h])))
+        return next(iter(self._groups(ns, (h,))))
 
     def _key_calls(self, op: int, ns: p.Namespace, hashes: Sequence[int]) -> tuple[list[list[int]], list[Any]]:
         nsb = ns.encode()
