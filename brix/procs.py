@@ -27,6 +27,7 @@ class ManagedProcess:
     popen: subprocess.Popen[bytes]
     ready_url: str | None = None
     ready_socket: str | None = None
+    ready_port: int | None = None  # a TCP port on 127.0.0.1 that accepts connections once ready
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -56,7 +57,7 @@ class ManagedProcess:
             time.sleep(0.05)
         raise ProcessFailed(
             f"{self.name} (pid {self.pid}) not ready after {timeout:.0f}s"
-            f" (waited for {self.ready_url or self.ready_socket}); last log lines:\n{self.log_tail()}"
+            f" (waited for {self.ready_url or self.ready_socket or f'127.0.0.1:{self.ready_port}'}); last log lines:\n{self.log_tail()}"
         )
 
     def _is_ready(self) -> bool:
@@ -76,6 +77,9 @@ class ManagedProcess:
                     return True
                 except OSError:
                     return False
+        if self.ready_port:
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", self.ready_port)) == 0
         return True
 
     def stop(self, timeout: float = 10.0) -> int | None:
@@ -105,6 +109,7 @@ def start(
     *,
     ready_url: str | None = None,
     ready_socket: str | None = None,
+    ready_port: int | None = None,
     env: dict[str, str] | None = None,
     cwd: str | Path | None = None,
     inherit_env: bool = True,
@@ -125,7 +130,8 @@ def start(
         start_new_session=True,
     )
     log_file.close()
-    return ManagedProcess(name, argv, log_path, popen, ready_url=ready_url, ready_socket=ready_socket)
+    return ManagedProcess(name, argv, log_path, popen, ready_url=ready_url, ready_socket=ready_socket,
+                          ready_port=ready_port)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

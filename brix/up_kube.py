@@ -29,7 +29,6 @@ import concurrent.futures
 import contextlib
 import json
 import shutil
-import socket
 import threading
 import time
 import urllib.request
@@ -288,15 +287,14 @@ def _metadata_redis(settings: UpSettings) -> procs.ManagedProcess | None:
         return None
     port = procs.free_port()
     redis = procs.start("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                                  "--appendonly", "no"], settings.workdir / "redis.log")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return redis
-        time.sleep(0.05)
-    redis.stop()
-    return None
+                                  "--appendonly", "no"], settings.workdir / "redis.log", ready_port=port)
+    try:
+        redis.wait_ready(10)
+    except procs.ProcessFailed as exc:
+        say(f"the demo's redis-server did not start: {exc}")
+        redis.stop()
+        return None
+    return redis
 
 
 def _redis_port(redis: procs.ManagedProcess) -> int:

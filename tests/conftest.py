@@ -87,27 +87,10 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(tmp_path)],
         tmp_path / "redis.log",
+        ready_port=port,
     )
     try:
-        _wait_for_redis(proc, port)
+        proc.wait_ready(10)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         proc.stop()
-
-
-def _wait_for_redis(proc: procs.ManagedProcess, port: int, timeout: float = 10.0) -> None:
-    import socket
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise procs.ProcessFailed(f"redis-server exited early:\n{proc.log_tail()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise procs.ProcessFailed(f"redis-server not answering PING on {port}:\n{proc.log_tail()}")

@@ -146,7 +146,8 @@ def main() -> int:
                                                               str(http), "--capacity", "3GiB", "--log-level", "warning"),
                                    logs / "kvcache.log", ready_url=f"http://127.0.0.1:{http}/readyz"))
         started.append(procs.start("redis", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-                                             "--appendonly", "no", "--maxmemory", "3gb"], logs / "redis.log"))
+                                             "--appendonly", "no", "--maxmemory", "3gb"], logs / "redis.log",
+                                   ready_port=rport))
         for p in started:
             p.wait_ready(30)
         time.sleep(0.3)

@@ -85,3 +85,23 @@ def test_process_is_stopped_by_pid(tmp_path: Path) -> None:
     assert proc.alive()
     proc.stop()
     assert not proc.alive()
+
+
+def test_a_process_is_ready_once_its_tcp_port_accepts(tmp_path: Path) -> None:
+    """ready_port: for servers with no HTTP health endpoint (redis-server); not ready before it
+    listens, ready after, and a process that exits first reports its log."""
+    port = procs.free_port()
+    code = (f"import socket, time; time.sleep(0.5); s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen();"
+            " print('listening', flush=True); time.sleep(60)")
+    proc = procs.start("late-listener", [sys.executable, "-c", code], tmp_path / "l.log", ready_port=port)
+    try:
+        assert not proc._is_ready()
+        proc.wait_ready(10)
+        assert "listening" in proc.log_tail()
+    finally:
+        proc.stop()
+    dead = procs.start("gone", [sys.executable, "-c", "print('no port: bad flag'); raise SystemExit(2)"],
+                       tmp_path / "g.log", ready_port=procs.free_port())
+    with pytest.raises(procs.ProcessFailed, match="no port: bad flag"):
+        dead.wait_ready(10)
+
