@@ -101,10 +101,11 @@ async def first_model(session: aiohttp.ClientSession, base: str) -> str:
 
 def trial_requests(s: ProfileSettings, rate: float, e2e_alone: float) -> int:
     """Requests in a trial at `rate`: arrivals over max(trial_seconds, settle x e2e alone) engine seconds."""
-    n = max(s.min_requests, math.ceil(rate * max(s.trial_seconds, s.settle * e2e_alone)))
+    span = max(s.trial_seconds, s.settle * e2e_alone)
+    n = max(s.min_requests, math.ceil(rate * span))
     if n > s.max_requests:
-        raise ProfileError(f"a trial at {rate:g} req/s needs {n} requests (over {max(s.trial_seconds, s.settle * e2e_alone):g}"
-                           f" engine seconds), more than --max-requests {s.max_requests}; raise --max-requests")
+        raise ProfileError(f"a trial at {rate:g} req/s needs {n} requests (over {span:g} engine seconds), more than "
+                           f"--max-requests {s.max_requests}; raise --max-requests")
     return n
 
 

@@ -79,15 +79,15 @@ def make_profiles(workdir: Path, speed: dict[str, float], reuse: bool) -> tuple[
     return list(paths.values()), seconds
 
 
-def fractional_bound(docs: list[dict[str, object]], traces: list[Path]) -> float:
+def fractional_bound(docs: list[dict[str, Any]], traces: list[Path]) -> float:
     """What the trace's requests cost served each by its cheapest type per request (fractional replicas),
     over the same on the last type alone (the A100): the most any mix can save, before whole replicas."""
     from controllers.autoscaler.mix_sim import load_requests, per_second_grid
     from scheduler_ext.gpu_mix import per_request_cost
     from scheduler_ext.solvers.melange import GpuProfile
 
-    gpus = [GpuProfile(str(d["gpu"]), float(d["cost"]), d["tputs"]) for d in docs]  # type: ignore[arg-type]
-    seconds = per_second_grid(load_requests(traces), docs[0]["indexes"])  # type: ignore[arg-type]
+    gpus = [GpuProfile(str(d["gpu"]), float(d["cost"]), d["tputs"]) for d in docs]
+    seconds = per_second_grid(load_requests(traces), docs[0]["indexes"])
     total = [[sum(s[o][i] for s in seconds) for i in range(len(seconds[0][0]))] for o in range(len(seconds[0]))]
     return per_request_cost(gpus, total, {g.name for g in gpus}) / per_request_cost(gpus, total, {gpus[-1].name})
 
